@@ -1,0 +1,32 @@
+# wearables-ingest: `make test` is what a newcomer and CI run.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: help setup db-server test lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: ingest/requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed  ## virtual environment with the run-time and test requirements
+
+db-server:  ## PostgreSQL 15 + TimescaleDB for the tests (skipped with TEST_DATABASE_URL)
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		echo "Using TEST_DATABASE_URL; not installing a local server"; \
+	else \
+		bash scripts/ensure-timescaledb.sh; \
+	fi
+
+test: setup db-server  ## run the test suite against a throwaway TimescaleDB
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup  ## ruff
+	$(VENV)/bin/ruff check .
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache
