@@ -1,0 +1,142 @@
+"""The checkpoint: per participant and metric, the newest timestamp loaded so far.
+
+Stored as JSON, for example::
+
+    {"version": 1,
+     "finished_at": "2026-11-28T01:00:07+00:00",
+     "participants": {"1": {"hr": {"last_ts": "2024-01-30T23:59:59+00:00",
+                                   "saved_at": "2026-11-28T01:00:05+00:00"}}}}
+
+It is replaced atomically (temporary file, fsync, rename) and only ever
+written after the rows it covers are committed, so a crash at any moment
+leaves either the old or the new file, never a mark ahead of the database.
+A missing file means "nothing loaded yet": every row is offered again, and
+rows already in the database are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+VERSION = 1
+
+
+class CheckpointError(Exception):
+    """The checkpoint file cannot be used; the message says which file and what to do."""
+
+
+@dataclass
+class Checkpoint:
+    # (participant, metric) -> newest ts loaded, as datetime64[us] in UTC
+    marks: dict[tuple[int, str], np.datetime64] = field(default_factory=dict)
+    saved_at: dict[tuple[int, str], str] = field(default_factory=dict)
+    finished_at: str | None = None
+
+    def mark(self, participant: int, metric: str) -> np.datetime64 | None:
+        return self.marks.get((participant, metric))
+
+    def advance(self, participant: int, metric: str, newest: np.datetime64) -> None:
+        """Move the mark forward to ``newest`` (never backwards)."""
+        key = (participant, metric)
+        current = self.marks.get(key)
+        if current is None or newest > current:
+            self.marks[key] = newest
+            self.saved_at[key] = now_utc()
+
+
+def now_utc() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _format_ts(ts: np.datetime64) -> str:
+    return datetime.fromisoformat(str(ts.astype("datetime64[us]"))).replace(
+        tzinfo=UTC).isoformat()
+
+
+def _parse_ts(text: str) -> np.datetime64:
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no UTC offset")
+    return np.datetime64(parsed.astimezone(UTC).replace(tzinfo=None), "us")
+
+
+def to_json(cp: Checkpoint) -> dict:
+    participants: dict[str, dict] = {}
+    for (participant, metric), ts in sorted(cp.marks.items()):
+        entry = {"last_ts": _format_ts(ts)}
+        if (participant, metric) in cp.saved_at:
+            entry["saved_at"] = cp.saved_at[(participant, metric)]
+        participants.setdefault(str(participant), {})[metric] = entry
+    return {"version": VERSION, "finished_at": cp.finished_at, "participants": participants}
+
+
+def from_json(data: object) -> Checkpoint:
+    """Build a Checkpoint from parsed JSON; raises ValueError describing what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    if data.get("version") != VERSION:
+        raise ValueError(f"version {data.get('version')!r}, this loader reads version {VERSION}")
+    cp = Checkpoint(finished_at=data.get("finished_at"))
+    participants = data.get("participants")
+    if not isinstance(participants, dict):
+        raise ValueError("'participants' is missing or not an object")
+    for participant, metrics in participants.items():
+        if not participant.isdigit() or not isinstance(metrics, dict):
+            raise ValueError(f"participant entry {participant!r} is malformed")
+        for metric, entry in metrics.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("last_ts"), str):
+                raise ValueError(f"entry {participant}/{metric} has no 'last_ts'")
+            key = (int(participant), metric)
+            cp.marks[key] = _parse_ts(entry["last_ts"])
+            if isinstance(entry.get("saved_at"), str):
+                cp.saved_at[key] = entry["saved_at"]
+    return cp
+
+
+def load(path: Path) -> Checkpoint:
+    """Read the checkpoint; a missing file is an empty checkpoint."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Checkpoint()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {e.strerror}") from None
+    try:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        return from_json(data)
+    except ValueError as e:
+        raise CheckpointError(
+            f"{path}: unusable checkpoint ({e}); delete it to re-offer every row "
+            "(rows already stored are skipped)") from None
+
+
+def save(path: Path, cp: Checkpoint) -> None:
+    """Replace the checkpoint file atomically and durably."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(to_json(cp), indent=2) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,96 @@
+"""Every setting of the loader, read from the environment and an optional ``.env`` file.
+
+Variables already set in the environment win over the ``.env`` file. The
+connection uses libpq's standard names (PGHOST, PGPORT, PGUSER, PGPASSWORD,
+PGDATABASE), or one DATABASE_URL that replaces them all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+# name -> (default, meaning). The README's table of settings and .env.example
+# list the same names; a test keeps the three in step.
+SETTINGS: dict[str, tuple[str, str]] = {
+    "PGHOST": ("localhost", "database host"),
+    "PGPORT": ("5432", "database port"),
+    "PGUSER": ("postgres", "database user"),
+    "PGPASSWORD": ("", "database password"),
+    "PGDATABASE": ("wearables", "database name"),
+    "DATABASE_URL": ("", "one libpq connection URL instead of the PG* settings"),
+    "DATA_DIR": ("/data", "folder of metric CSV files, or of participant_NNN folders"),
+    "CHECKPOINT_FILE": ("/checkpoint/last_run.json", "where the checkpoint is kept"),
+    "PARTICIPANT_ID": ("1", "participant of the CSV files directly in DATA_DIR"),
+    "INGEST_BATCH_ROWS": ("10000", "rows sent to the database per INSERT statement"),
+}
+
+
+class ConfigError(Exception):
+    """A setting has a value the loader cannot use."""
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    checkpoint_file: Path
+    participant_id: int
+    batch_rows: int
+    # Keyword arguments for psycopg2.connect (dsn=... or host=..., port=..., ...).
+    connect_args: dict[str, str] = field(repr=False)
+
+    def target(self) -> str:
+        """Where the loader connects, for messages: never includes the password."""
+        if "dsn" in self.connect_args:
+            return mask_url(self.connect_args["dsn"])
+        a = self.connect_args
+        return f"{a.get('user', '')}@{a.get('host', '')}:{a.get('port', '')}/{a.get('dbname', '')}"
+
+
+def mask_url(url: str) -> str:
+    """A connection URL with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _positive_int(env: Mapping[str, str], name: str) -> int:
+    raw = env[name].strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Config:
+    """Read the settings: defaults, then the ``.env`` file, then the environment."""
+    env = {name: default for name, (default, _) in SETTINGS.items()}
+    if dotenv is not None and dotenv.is_file():
+        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+
+    _positive_int(env, "PGPORT")
+    if env["DATABASE_URL"].strip():
+        connect_args = {"dsn": env["DATABASE_URL"].strip()}
+    else:
+        pairs = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER",
+                 "password": "PGPASSWORD", "dbname": "PGDATABASE"}
+        # An empty setting is left out, so libpq applies its own default.
+        connect_args = {arg: env[name] for arg, name in pairs.items() if env[name]}
+    return Config(
+        data_dir=Path(env["DATA_DIR"]),
+        checkpoint_file=Path(env["CHECKPOINT_FILE"]),
+        participant_id=_positive_int(env, "PARTICIPANT_ID"),
+        batch_rows=_positive_int(env, "INGEST_BATCH_ROWS"),
+        connect_args=connect_args,
+    )

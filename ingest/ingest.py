@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Delta-load Fitbit-style intraday CSV files into the TimescaleDB table ``raw_data``.
+
+Reads one ``<metric>.csv`` per metric from DATA_DIR, offers the database the
+rows newer than the checkpoint, and moves the checkpoint forward. Settings come
+from the environment and an optional ``.env`` file (see .env.example).
+Exit status: 0 when every file loaded, 1 otherwise, with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import config
+import loader
+from checkpoint import CheckpointError
+from db import DatabaseError
+from source import SourceError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Delta-load wearable CSV files into TimescaleDB.",
+        epilog="Settings (PGHOST, DATA_DIR, CHECKPOINT_FILE, ...) come from the environment "
+               "or a .env file in the current folder.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # each line reaches cron's log as it happens
+
+    def warn(message: str) -> None:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+
+    try:
+        cfg = config.load()
+        result = loader.run(cfg, report=print, warn=warn)
+    except (config.ConfigError, SourceError, CheckpointError, DatabaseError) as e:
+        warn(str(e))
+        return 1
+    except KeyboardInterrupt:
+        warn("interrupted; rows not yet committed will be offered again on the next run")
+        return 130
+
+    if not result.ok:
+        failed = len(result.errors)
+        warn(f"ingestion incomplete: {failed} file{'s' if failed != 1 else ''} not loaded")
+        return 1
+    print("ingestion complete")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

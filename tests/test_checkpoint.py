@@ -1,0 +1,70 @@
+"""The checkpoint file: its format, atomic replacement, and refusing what it cannot trust."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from checkpoint import Checkpoint, CheckpointError, load, save
+
+
+def us(text: str) -> np.datetime64:
+    return np.datetime64(text, "us")
+
+
+def test_missing_file_is_an_empty_checkpoint(tmp_path):
+    cp = load(tmp_path / "none.json")
+    assert cp.marks == {} and cp.finished_at is None
+
+
+def test_round_trip_keeps_marks_per_participant_and_metric(tmp_path):
+    cp = Checkpoint(finished_at="2026-11-28T01:00:07+00:00")
+    cp.advance(1, "hr", us("2024-01-30T23:59:59"))
+    cp.advance(7, "hr", us("2024-01-02T00:00:00.250000"))
+    path = tmp_path / "state" / "last_run.json"
+    save(path, cp)
+
+    data = json.loads(path.read_text())
+    assert data["version"] == 1 and data["finished_at"] == "2026-11-28T01:00:07+00:00"
+    assert data["participants"]["1"]["hr"]["last_ts"] == "2024-01-30T23:59:59+00:00"
+    assert data["participants"]["7"]["hr"]["last_ts"] == "2024-01-02T00:00:00.250000+00:00"
+    again = load(path)
+    assert again.marks == cp.marks and again.finished_at == cp.finished_at
+
+
+def test_marks_only_move_forward():
+    cp = Checkpoint()
+    cp.advance(1, "hr", us("2024-01-02"))
+    cp.advance(1, "hr", us("2024-01-01"))
+    assert cp.mark(1, "hr") == us("2024-01-02")
+    assert cp.mark(1, "spo2") is None
+
+
+def test_save_replaces_the_file_and_leaves_no_temporary_files(tmp_path):
+    path = tmp_path / "last_run.json"
+    path.write_text("old")
+    cp = Checkpoint()
+    cp.advance(1, "br", us("2024-01-01"))
+    save(path, cp)
+    assert load(path).marks == cp.marks
+    assert [p.name for p in tmp_path.iterdir()] == ["last_run.json"]
+
+
+@pytest.mark.parametrize("content, reason", [
+    ('{"version": 1, "particip', "not valid JSON: Unterminated string"),
+    ("", "not valid JSON: Expecting value at line 1 column 1"),
+    ('{"version": 99, "participants": {}}', "version 99, this loader reads version 1"),
+    ('[1, 2]', "not a JSON object"),
+    ('{"version": 1, "participants": {"1": {"hr": {}}}}', "entry 1/hr has no 'last_ts'"),
+    ('{"version": 1, "participants": {"1": {"hr": {"last_ts": "2024-01-01T00:00:00"}}}}',
+     "has no UTC offset"),
+])
+def test_unusable_checkpoint_names_the_file_and_the_way_out(tmp_path, content, reason):
+    path = tmp_path / "last_run.json"
+    path.write_text(content)
+    with pytest.raises(CheckpointError) as e:
+        load(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: unusable checkpoint (") and reason in message
+    assert message.endswith("delete it to re-offer every row (rows already stored are skipped)")

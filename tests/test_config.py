@@ -1,0 +1,56 @@
+"""Settings: defaults, the .env file, the environment, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from config import SETTINGS, ConfigError, load, mask_url
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_match_the_container_layout(tmp_path):
+    cfg = load({}, dotenv=tmp_path / "absent.env")
+    assert cfg.data_dir == Path("/data")
+    assert cfg.checkpoint_file == Path("/checkpoint/last_run.json")
+    assert cfg.participant_id == 1
+    assert cfg.connect_args == {"host": "localhost", "port": "5432", "user": "postgres",
+                                "dbname": "wearables"}
+    assert cfg.target() == "postgres@localhost:5432/wearables"
+
+
+def test_environment_wins_over_dotenv_which_wins_over_defaults(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("PGHOST=db\nPGPASSWORD=from-file\nPARTICIPANT_ID=3\n")
+    cfg = load({"PGHOST": "10.0.0.9", "DATA_DIR": "/srv/csv"}, dotenv=dotenv)
+    assert cfg.connect_args["host"] == "10.0.0.9"
+    assert cfg.connect_args["password"] == "from-file"
+    assert cfg.participant_id == 3 and cfg.data_dir == Path("/srv/csv")
+    assert "from-file" not in repr(cfg) and "from-file" not in cfg.target()
+
+
+def test_database_url_replaces_the_pg_settings_and_is_shown_masked(tmp_path):
+    cfg = load({"DATABASE_URL": "postgresql://u:pw@h:6543/d", "PGHOST": "ignored"},
+               dotenv=None)
+    assert cfg.connect_args == {"dsn": "postgresql://u:pw@h:6543/d"}
+    assert cfg.target() == "postgresql://u:***@h:6543/d"
+
+
+def test_mask_url_leaves_urls_without_password_alone():
+    assert mask_url("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+@pytest.mark.parametrize("name, value", [("PARTICIPANT_ID", "one"), ("PARTICIPANT_ID", "0"),
+                                         ("PGPORT", "54x"), ("INGEST_BATCH_ROWS", "-5")])
+def test_bad_numbers_are_config_errors_naming_the_setting(name, value):
+    with pytest.raises(ConfigError, match=f"^{name}="):
+        load({name: value}, dotenv=None)
+
+
+def test_every_setting_is_in_env_example_and_readme():
+    example = (REPO / ".env.example").read_text()
+    readme = (REPO / "README.md").read_text()
+    for name in SETTINGS:
+        assert f"{name}=" in example, name
+        assert f"`{name}`" in readme, name

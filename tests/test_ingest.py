@@ -1,0 +1,185 @@
+"""End to end: ``python ingest/ingest.py`` against a real TimescaleDB, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from urllib.parse import urlsplit
+
+from conftest import SEED_COUNTS, query, synth, table_counts
+
+SEED_LINES = [
+    "Ingested 30 rows → activity",
+    "Ingested 43,200 rows → azm",
+    "Ingested 30 rows → br",
+    "Ingested 2,592,000 rows → hr",
+    "Ingested 13,248 rows → hrv",
+    "Ingested 13,248 rows → spo2",
+    "ingestion complete",
+]
+ONE_DAY = {"activity": 1, "azm": 1_440, "br": 1, "hr": 86_400}
+
+
+def lines(proc) -> list[str]:
+    return proc.stdout.splitlines()
+
+
+def test_thirty_day_cycle_first_load_rerun_next_day_and_light_reset(
+        seed_data, tmp_path, run_ingest, database_url):
+    data = tmp_path / "data"
+    shutil.copytree(seed_data, data)
+    checkpoint = tmp_path / "state" / "last_run.json"
+
+    first = run_ingest()
+    assert first.returncode == 0, first.stderr
+    assert lines(first) == SEED_LINES
+    assert first.stderr == ""
+    assert table_counts(database_url) == SEED_COUNTS
+
+    again = run_ingest()
+    assert again.returncode == 0, again.stderr
+    assert lines(again) == [f"Ingested 0 rows → {m}" for m in sorted(SEED_COUNTS)] + [
+        "ingestion complete"]
+    assert table_counts(database_url) == SEED_COUNTS
+
+    synth(data, "--append-days", "1")
+    next_day = run_ingest()
+    assert next_day.returncode == 0, next_day.stderr
+    day31 = {m: len(query(database_url, "SELECT 1 FROM raw_data WHERE metric = %s AND "
+                                        "ts >= '2024-01-31' AND ts < '2024-02-01'", (m,)))
+             for m in SEED_COUNTS}
+    assert day31["hr"] == 86_400 and day31["azm"] == 1_440  # exactly one more day
+    assert lines(next_day)[:-1] == [f"Ingested {day31[m]:,} rows → {m}" for m in sorted(day31)]
+    after_append = table_counts(database_url)
+    assert after_append == {m: SEED_COUNTS[m] + day31[m] for m in SEED_COUNTS}
+
+    checkpoint.unlink()  # the light reset
+    reset = run_ingest()
+    assert reset.returncode == 0, reset.stderr
+    assert lines(reset)[:-1] == [
+        f"Ingested 0 rows → {m} ({n:,} already present)" for m, n in sorted(after_append.items())]
+    assert table_counts(database_url) == after_append
+
+
+def test_checkpoint_records_newest_ts_per_metric_and_finish_time(tmp_path, run_ingest):
+    synth(tmp_path / "data", "--days", "1", "--start", "2024-03-05")
+    proc = run_ingest()
+    assert proc.returncode == 0, proc.stderr
+
+    saved = json.loads((tmp_path / "state" / "last_run.json").read_text())
+    assert saved["version"] == 1
+    assert saved["finished_at"].endswith("+00:00")
+    marks = {m: e["last_ts"] for m, e in saved["participants"]["1"].items()}
+    newest_hrv = (tmp_path / "data" / "hrv.csv").read_text().splitlines()[-1].split(",")[0]
+    assert marks == {
+        "activity": "2024-03-05T00:00:00+00:00",
+        "azm": "2024-03-05T23:59:00+00:00",
+        "br": "2024-03-05T00:00:00+00:00",
+        "hr": "2024-03-05T23:59:59+00:00",
+        "hrv": newest_hrv,
+        "spo2": newest_hrv,
+    }
+
+
+def test_rows_appended_after_the_checkpoint_are_the_only_ones_offered(
+        tmp_path, run_ingest, database_url):
+    data = tmp_path / "data"
+    synth(data, "--days", "1")
+    assert run_ingest().returncode == 0
+    # The database holds more than the checkpoint covers only if rows were offered twice;
+    # a next-day run must offer exactly the new day, none of them already present.
+    synth(data, "--append-days", "1")
+    proc = run_ingest()
+    assert proc.returncode == 0, proc.stderr
+    assert "already present" not in proc.stdout
+    got = table_counts(database_url)
+    assert {m: got[m] for m in ONE_DAY} == {m: 2 * n for m, n in ONE_DAY.items()}
+
+
+def test_participant_folders_are_loaded_as_their_participant(tmp_path, run_ingest, database_url):
+    synth(tmp_path / "data" / "participant_001", "--days", "1")
+    synth(tmp_path / "data" / "participant_007", "--days", "1", "--seed", "7")
+    proc = run_ingest(PARTICIPANT_ID="99")  # ignored: the folders name the participants
+    assert proc.returncode == 0, proc.stderr
+    assert "Ingested 86,400 rows → participant_007/hr" in lines(proc)
+    per_participant = dict(query(database_url, "SELECT participant, count(*) FROM raw_data "
+                                               "WHERE metric = 'hr' GROUP BY participant"))
+    assert per_participant == {1: 86_400, 7: 86_400}
+
+
+def test_participant_id_setting_labels_a_flat_folder(tmp_path, run_ingest, database_url):
+    synth(tmp_path / "data", "--days", "1")
+    assert run_ingest(PARTICIPANT_ID="12").returncode == 0
+    assert query(database_url, "SELECT DISTINCT participant FROM raw_data") == [(12,)]
+
+
+def test_bad_row_fails_only_its_metric_and_keeps_its_checkpoint(tmp_path, run_ingest,
+                                                                 database_url):
+    data = tmp_path / "data"
+    synth(data, "--days", "1")
+    with (data / "br.csv").open("a") as f:
+        f.write("2024-01-02T00:00:00+00:00,fast\n")
+
+    proc = run_ingest()
+
+    assert proc.returncode == 1
+    br = data / "br.csv"
+    assert proc.stderr.splitlines() == [
+        f"error: {br}:3: value 'fast' is not a finite number (br not loaded; "
+        "its checkpoint is unchanged)",
+        "error: ingestion incomplete: 1 file not loaded",
+    ]
+    assert "ingestion complete" not in proc.stdout
+    counts = table_counts(database_url)
+    assert "br" not in counts and counts["hr"] == 86_400
+    saved = json.loads((tmp_path / "state" / "last_run.json").read_text())
+    assert "br" not in saved["participants"]["1"] and "hr" in saved["participants"]["1"]
+    assert saved["finished_at"] is None
+
+    # Fixed file: the next run loads br and nothing else.
+    br.write_text("\n".join(br.read_text().splitlines()[:-1]) + "\n")
+    fixed = run_ingest()
+    assert fixed.returncode == 0, fixed.stderr
+    assert "Ingested 1 rows → br" in lines(fixed)
+    assert table_counts(database_url)["br"] == 1
+
+
+def test_unreachable_database_is_one_line_error_without_password(tmp_path, run_ingest):
+    synth(tmp_path / "data", "--days", "1")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    proc = run_ingest(DATABASE_URL=f"postgresql://loader:s3cret@127.0.0.1:{closed_port}/wearables")
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    err = proc.stderr.splitlines()
+    assert len(err) == 1 and "Traceback" not in proc.stderr
+    assert err[0].startswith(f"error: cannot connect to postgresql://loader:***@127.0.0.1:"
+                             f"{closed_port}/wearables: ")
+    assert "s3cret" not in proc.stderr
+    assert not (tmp_path / "state" / "last_run.json").exists()
+
+
+def test_missing_data_folder_is_one_line_error(tmp_path, run_ingest):
+    proc = run_ingest(DATA_DIR=str(tmp_path / "nowhere"))
+    assert proc.returncode == 1
+    assert proc.stderr == f"error: {tmp_path / 'nowhere'}: data folder not found\n"
+
+
+def test_pg_settings_are_used_when_there_is_no_database_url(tmp_path, run_ingest, database_url):
+    url = urlsplit(database_url)
+    synth(tmp_path / "data", "--days", "1")
+    proc = run_ingest(DATABASE_URL="", PGHOST=url.hostname, PGPORT=str(url.port),
+                      PGUSER=url.username, PGDATABASE=url.path.lstrip("/"))
+    assert proc.returncode == 0, proc.stderr
+    assert table_counts(database_url)["hr"] == 86_400
+
+
+def test_dotenv_file_fills_settings_the_environment_leaves_unset(tmp_path, run_ingest,
+                                                                database_url):
+    synth(tmp_path / "data", "--days", "1")
+    (tmp_path / ".env").write_text("PARTICIPANT_ID=3\nDATA_DIR=/nonexistent\n")
+    proc = run_ingest()  # sets DATA_DIR in the environment, which wins over .env
+    assert proc.returncode == 0, proc.stderr
+    assert query(database_url, "SELECT DISTINCT participant FROM raw_data") == [(3,)]
