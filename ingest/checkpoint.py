@@ -123,8 +123,16 @@ def load(path: Path) -> Checkpoint:
 
 def save(path: Path, cp: Checkpoint) -> None:
     """Replace the checkpoint file atomically and durably."""
+    try:
+        _replace(path, json.dumps(to_json(cp), indent=2) + "\n")
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot write the checkpoint: {e.strerror or e}; rows "
+                              "committed since the last checkpoint will be offered again "
+                              "and skipped as already present") from None
+
+
+def _replace(path: Path, data: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(to_json(cp), indent=2) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -144,14 +144,24 @@ def run_ingest(tmp_path: Path, database_url: str):
     Defaults: DATA_DIR=<tmp>/data, CHECKPOINT_FILE=<tmp>/state/last_run.json;
     keyword arguments override or add environment variables.
     """
-    def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+    def environment(env: dict[str, str]) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items()
                 if not k.startswith("PG") and k != "DATABASE_URL"}
         base.update(DATABASE_URL=database_url, DATA_DIR=str(tmp_path / "data"),
                     CHECKPOINT_FILE=str(tmp_path / "state" / "last_run.json"))
         base.update(env)
-        return subprocess.run([sys.executable, str(INGEST), *args], cwd=tmp_path, env=base,
-                              capture_output=True, text=True, timeout=600)
+        return base
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(INGEST), *args], cwd=tmp_path,
+                              env=environment(env), capture_output=True, text=True, timeout=600)
+
+    def popen(*args: str, **env: str) -> subprocess.Popen:
+        """Start the loader without waiting; its stdout is a text pipe."""
+        return subprocess.Popen([sys.executable, str(INGEST), *args], cwd=tmp_path,
+                                env=environment(env), stdout=subprocess.PIPE, text=True)
+
+    run.popen = popen
     return run
 
 

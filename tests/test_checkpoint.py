@@ -68,3 +68,10 @@ def test_unusable_checkpoint_names_the_file_and_the_way_out(tmp_path, content, r
     message = str(e.value)
     assert message.startswith(f"{path}: unusable checkpoint (") and reason in message
     assert message.endswith("delete it to re-offer every row (rows already stored are skipped)")
+
+
+def test_unwritable_checkpoint_location_is_a_checkpoint_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with pytest.raises(CheckpointError, match=r"cannot write the checkpoint: .*offered again"):
+        save(blocker / "last_run.json", Checkpoint())

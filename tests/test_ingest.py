@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import signal
 import socket
+import time
 from urllib.parse import urlsplit
 
 from conftest import SEED_COUNTS, query, synth, table_counts
@@ -18,6 +21,8 @@ SEED_LINES = [
     "Ingested 13,248 rows → spo2",
     "ingestion complete",
 ]
+SUMMARY = re.compile(r"Ingested (?P<inserted>[\d,]+) rows → (?P<label>\S+)"
+                     r"(?: \((?P<present>[\d,]+) already present\))?")
 ONE_DAY = {"activity": 1, "azm": 1_440, "br": 1, "hr": 86_400}
 
 
@@ -60,6 +65,33 @@ def test_thirty_day_cycle_first_load_rerun_next_day_and_light_reset(
     assert lines(reset)[:-1] == [
         f"Ingested 0 rows → {m} ({n:,} already present)" for m, n in sorted(after_append.items())]
     assert table_counts(database_url) == after_append
+
+
+def test_rerun_after_crash_loads_each_row_once(tmp_path, run_ingest, database_url):
+    data = tmp_path / "data"
+    synth(data, "--days", "2")
+    loader = run_ingest.popen()
+    for line in loader.stdout:  # hr (172,800 rows) is loading once br is reported
+        if line.startswith("Ingested") and line.rstrip().endswith("→ br"):
+            break
+    time.sleep(0.3)
+    loader.send_signal(signal.SIGKILL)
+    assert loader.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    saved = json.loads((tmp_path / "state" / "last_run.json").read_text())
+    assert "hr" not in saved["participants"]["1"] and saved["finished_at"] is None
+
+    rerun = run_ingest()
+    assert rerun.returncode == 0, rerun.stderr
+    assert "Ingested 0 rows → br (2 already present)" not in rerun.stdout  # br was checkpointed
+    assert "Ingested 0 rows → br" in rerun.stdout
+    expected = {m: 2 * n for m, n in ONE_DAY.items()}
+    got = table_counts(database_url)
+    assert {m: got[m] for m in ONE_DAY} == expected
+    hr = next(m for x in lines(rerun) if (m := SUMMARY.fullmatch(x)) and m["label"] == "hr")
+    offered = int(hr["inserted"].replace(",", "")) + int((hr["present"] or "0").replace(",", ""))
+    assert offered == 172_800  # every hr row offered again: the checkpoint had not moved
+    assert query(database_url, "SELECT count(*) FROM (SELECT DISTINCT ts, participant, metric "
+                               "FROM raw_data) d") == [(sum(got.values()),)]
 
 
 def test_checkpoint_records_newest_ts_per_metric_and_finish_time(tmp_path, run_ingest):
