@@ -16,9 +16,12 @@ rows already in the database are skipped.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +33,10 @@ VERSION = 1
 
 class CheckpointError(Exception):
     """The checkpoint file cannot be used; the message says which file and what to do."""
+
+
+class LockedError(CheckpointError):
+    """Another run holds the lock beside the checkpoint."""
 
 
 @dataclass
@@ -148,3 +155,31 @@ def _replace(path: Path, data: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<checkpoint>.lock`` for a whole run.
+
+    A second run raises LockedError at once instead of waiting. The kernel
+    drops the lock when its process ends, however it ends, so a crashed run
+    never leaves a stale lock behind.
+    """
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise CheckpointError(f"{lock_path}: cannot open the lock file: {e.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise LockedError(f"{lock_path}: another ingest run (pid {holder}) is in progress; "
+                              "not starting") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

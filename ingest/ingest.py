@@ -4,7 +4,8 @@
 Reads one ``<metric>.csv`` per metric from DATA_DIR, offers the database the
 rows newer than the checkpoint, and moves the checkpoint forward. Settings come
 from the environment and an optional ``.env`` file (see .env.example).
-Exit status: 0 when every file loaded, 1 otherwise, with a one-line reason.
+Exit status: 0 when every file loaded; 75 when another run holds the lock;
+1 otherwise. Every failure is reported as one line on standard error.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import sys
 
 import config
 import loader
-from checkpoint import CheckpointError
+from checkpoint import CheckpointError, LockedError
 from db import DatabaseError
 from source import SourceError
+
+EXIT_LOCKED = 75  # EX_TEMPFAIL: nothing is wrong, try again later
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config.load()
         result = loader.run(cfg, report=print, warn=warn)
+    except LockedError as e:
+        warn(str(e))
+        return EXIT_LOCKED
     except (config.ConfigError, SourceError, CheckpointError, DatabaseError) as e:
         warn(str(e))
         return 1

@@ -68,49 +68,54 @@ def load_file(conn, source: SourceFile, mark: np.datetime64 | None, batch_rows: 
 def run(cfg: Config, report: Callable[[str], None], warn: Callable[[str], None]) -> RunResult:
     """Load every source file; ``report`` gets the summary lines, ``warn`` the errors.
 
-    Raises ConfigError, SourceError, CheckpointError or DatabaseError when the
-    run cannot start or the database goes away; a problem with one file only
-    fails that file.
+    Raises ConfigError, SourceError, CheckpointError (LockedError when another
+    run is in progress) or DatabaseError when the run cannot start or the
+    database goes away; a problem with one file only fails that file.
     """
     files, problems = discover(cfg.data_dir, cfg.participant_id)
-    cp = checkpoint.load(cfg.checkpoint_file)
     outcome = RunResult()
     for problem in problems:
         outcome.errors.append(str(problem))
         warn(str(problem))
 
-    conn = db.connect(cfg.connect_args, cfg.target())
-    try:
+    with checkpoint.locked(cfg.checkpoint_file):
+        cp = checkpoint.load(cfg.checkpoint_file)
+        conn = db.connect(cfg.connect_args, cfg.target())
         try:
             db.ensure_schema(conn)
             for source in files:
-                mark = cp.mark(source.participant, source.metric)
-                try:
-                    result = load_file(conn, source, mark, cfg.batch_rows)
-                except SourceError as e:
-                    result = FileResult(source, error=str(e))
-                except psycopg2.DataError as e:
-                    result = FileResult(source, error=f"{source.path}: the database refused a "
-                                                      f"row: {db.first_line(e)}")
-                if result.error:
-                    message = (f"{result.error} ({source.label} not loaded; "
-                               "its checkpoint is unchanged)")
-                    outcome.errors.append(message)
-                    warn(message)
-                    outcome.files.append(result)
-                    continue
-                if result.newest is not None:
-                    cp.advance(source.participant, source.metric, result.newest)
-                    checkpoint.save(cfg.checkpoint_file, cp)
+                result = _load_one(conn, source, cp, cfg)
                 outcome.files.append(result)
-                report(result.summary())
+                if result.error:
+                    outcome.errors.append(result.error)
+                    warn(result.error)
+                else:
+                    report(result.summary())
         except psycopg2.Error as e:
             raise db.DatabaseError(
                 f"database error at {cfg.target()}: {db.first_line(e)}") from None
-    finally:
-        conn.close()
+        finally:
+            conn.close()
 
-    if outcome.ok:
-        cp.finished_at = checkpoint.now_utc()
-        checkpoint.save(cfg.checkpoint_file, cp)
+        if outcome.ok:
+            cp.finished_at = checkpoint.now_utc()
+            checkpoint.save(cfg.checkpoint_file, cp)
     return outcome
+
+
+def _load_one(conn, source: SourceFile, cp: checkpoint.Checkpoint, cfg: Config) -> FileResult:
+    """Load one file and advance its mark; a bad file gives a FileResult with ``error``."""
+    try:
+        result = load_file(conn, source, cp.mark(source.participant, source.metric),
+                           cfg.batch_rows)
+    except SourceError as e:
+        reason = str(e)
+    except psycopg2.DataError as e:
+        reason = f"{source.path}: the database refused a row: {db.first_line(e)}"
+    else:
+        if result.newest is not None:
+            cp.advance(source.participant, source.metric, result.newest)
+            checkpoint.save(cfg.checkpoint_file, cp)
+        return result
+    return FileResult(source, error=f"{reason} ({source.label} not loaded; "
+                                    "its checkpoint is unchanged)")

@@ -7,6 +7,8 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
 from urllib.parse import urlsplit
 
@@ -215,3 +217,26 @@ def test_dotenv_file_fills_settings_the_environment_leaves_unset(tmp_path, run_i
     proc = run_ingest()  # sets DATA_DIR in the environment, which wins over .env
     assert proc.returncode == 0, proc.stderr
     assert query(database_url, "SELECT DISTINCT participant FROM raw_data") == [(3,)]
+
+
+def test_second_run_while_one_holds_the_lock_exits_75_with_a_message(tmp_path, run_ingest):
+    synth(tmp_path / "data", "--days", "1")
+    state = tmp_path / "state"
+    state.mkdir()
+    lock_path = state / "last_run.json.lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(lock_path)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'4242\\n'); print('held', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        proc = run_ingest()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 75
+    assert proc.stderr == (f"error: {lock_path}: another ingest run (pid 4242) is in progress; "
+                           "not starting\n")
+    assert not (state / "last_run.json").exists()
+    assert run_ingest().returncode == 0  # the lock went with its holder
