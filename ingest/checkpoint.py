@@ -1,13 +1,20 @@
-"""The checkpoint: per participant and metric, the newest timestamp loaded so far.
+"""The checkpoint: per participant and metric, how far loading has got.
 
 Stored as JSON, for example::
 
     {"version": 1,
      "finished_at": "2026-11-28T01:00:07+00:00",
      "participants": {"1": {"hr": {"last_ts": "2024-01-30T23:59:59+00:00",
+                                   "offset": 75282105, "line": 2592002,
+                                   "tail_sha256": "9f2c...",
                                    "saved_at": "2026-11-28T01:00:05+00:00"}}}}
 
-It is replaced atomically (temporary file, fsync, rename) and only ever
+``last_ts`` is the newest timestamp loaded. ``offset`` and ``line`` say how far
+into the file reading got, and ``tail_sha256`` fingerprints the bytes just
+before that point, so the next run reads only what was appended, and notices a
+file that was rewritten or truncated.
+
+The file is replaced atomically (temporary file, fsync, rename) and only ever
 written after the rows it covers are committed, so a crash at any moment
 leaves either the old or the new file, never a mark ahead of the database.
 A missing file means "nothing loaded yet": every row is offered again, and
@@ -40,22 +47,37 @@ class LockedError(CheckpointError):
 
 
 @dataclass
+class Entry:
+    """What the checkpoint knows of one participant's metric file."""
+
+    last_ts: np.datetime64 | None = None  # newest ts loaded, datetime64[us] in UTC
+    offset: int | None = None  # bytes of the file read and committed
+    line: int | None = None  # number of the line at ``offset``
+    tail: str | None = None  # SHA-256 of the bytes just before ``offset``
+    saved_at: str | None = None
+
+
+@dataclass
 class Checkpoint:
-    # (participant, metric) -> newest ts loaded, as datetime64[us] in UTC
-    marks: dict[tuple[int, str], np.datetime64] = field(default_factory=dict)
-    saved_at: dict[tuple[int, str], str] = field(default_factory=dict)
+    entries: dict[tuple[int, str], Entry] = field(default_factory=dict)
     finished_at: str | None = None
 
-    def mark(self, participant: int, metric: str) -> np.datetime64 | None:
-        return self.marks.get((participant, metric))
+    def entry(self, participant: int, metric: str) -> Entry | None:
+        return self.entries.get((participant, metric))
 
-    def advance(self, participant: int, metric: str, newest: np.datetime64) -> None:
-        """Move the mark forward to ``newest`` (never backwards)."""
-        key = (participant, metric)
-        current = self.marks.get(key)
-        if current is None or newest > current:
-            self.marks[key] = newest
-            self.saved_at[key] = now_utc()
+    def mark(self, participant: int, metric: str) -> np.datetime64 | None:
+        entry = self.entries.get((participant, metric))
+        return entry.last_ts if entry else None
+
+    def record(self, participant: int, metric: str, newest: np.datetime64 | None,
+               offset: int | None = None, line: int | None = None,
+               tail: str | None = None) -> None:
+        """Note a committed load: the mark moves forward only, the position is replaced."""
+        entry = self.entries.setdefault((participant, metric), Entry())
+        if newest is not None and (entry.last_ts is None or newest > entry.last_ts):
+            entry.last_ts = newest
+        entry.offset, entry.line, entry.tail = offset, line, tail
+        entry.saved_at = now_utc()
 
 
 def now_utc() -> str:
@@ -76,12 +98,20 @@ def _parse_ts(text: str) -> np.datetime64:
 
 def to_json(cp: Checkpoint) -> dict:
     participants: dict[str, dict] = {}
-    for (participant, metric), ts in sorted(cp.marks.items()):
-        entry = {"last_ts": _format_ts(ts)}
-        if (participant, metric) in cp.saved_at:
-            entry["saved_at"] = cp.saved_at[(participant, metric)]
-        participants.setdefault(str(participant), {})[metric] = entry
+    for (participant, metric), e in sorted(cp.entries.items()):
+        entry = {"last_ts": None if e.last_ts is None else _format_ts(e.last_ts),
+                 "offset": e.offset, "line": e.line, "tail_sha256": e.tail,
+                 "saved_at": e.saved_at}
+        participants.setdefault(str(participant), {})[metric] = {
+            k: v for k, v in entry.items() if v is not None}
     return {"version": VERSION, "finished_at": cp.finished_at, "participants": participants}
+
+
+def _optional(entry: dict, key: str, kind: type, where: str):
+    value = entry.get(key)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise ValueError(f"entry {where} has a malformed {key!r}")
+    return value
 
 
 def from_json(data: object) -> Checkpoint:
@@ -97,13 +127,21 @@ def from_json(data: object) -> Checkpoint:
     for participant, metrics in participants.items():
         if not participant.isdigit() or not isinstance(metrics, dict):
             raise ValueError(f"participant entry {participant!r} is malformed")
-        for metric, entry in metrics.items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("last_ts"), str):
-                raise ValueError(f"entry {participant}/{metric} has no 'last_ts'")
-            key = (int(participant), metric)
-            cp.marks[key] = _parse_ts(entry["last_ts"])
-            if isinstance(entry.get("saved_at"), str):
-                cp.saved_at[key] = entry["saved_at"]
+        for metric, raw in metrics.items():
+            where = f"{participant}/{metric}"
+            if not isinstance(raw, dict):
+                raise ValueError(f"entry {where} is not an object")
+            last_ts = _optional(raw, "last_ts", str, where)
+            entry = Entry(
+                last_ts=None if last_ts is None else _parse_ts(last_ts),
+                offset=_optional(raw, "offset", int, where),
+                line=_optional(raw, "line", int, where),
+                tail=_optional(raw, "tail_sha256", str, where),
+                saved_at=_optional(raw, "saved_at", str, where),
+            )
+            if entry.last_ts is None and entry.offset is None:
+                raise ValueError(f"entry {where} has neither 'last_ts' nor 'offset'")
+            cp.entries[(int(participant), metric)] = entry
     return cp
 
 

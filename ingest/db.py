@@ -1,8 +1,15 @@
-"""The database side: connecting, the schema, and writing rows. All SQL lives here."""
+"""The database side: connecting, the schema, and writing rows. All SQL lives here.
+
+Two ways to write, both skipping rows already present and never doubling one:
+``copy_rows`` streams CSV through COPY, straight into the hypertable when the
+rows cannot conflict and through a temporary staging table plus
+``INSERT ... ON CONFLICT DO NOTHING`` when they can; ``insert_rows`` sends
+batches of ``INSERT ... VALUES ... ON CONFLICT DO NOTHING`` (execute_values).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import psycopg2
@@ -26,6 +33,19 @@ SCHEMA = [
         table=sql.Literal(TABLE)),
 ]
 
+STAGE = "raw_data_stage"
+COLUMNS_IN_COPY = sql.SQL("(ts, value, participant, metric)")  # a CSV line plus two fields
+COPY_INTO = "COPY {table} {columns} FROM STDIN (FORMAT csv)"
+CREATE_STAGE = sql.SQL(
+    "CREATE TEMP TABLE {stage} (ts TIMESTAMPTZ, value DOUBLE PRECISION, participant INT, "
+    "metric TEXT) ON COMMIT DROP").format(stage=sql.Identifier(STAGE))
+MERGE_STAGE = sql.SQL(
+    "INSERT INTO {table} (ts, participant, metric, value) "
+    "SELECT ts, participant, metric, value FROM {stage} ON CONFLICT DO NOTHING"
+).format(table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE))
+NEWEST = sql.SQL("SELECT max(ts) AT TIME ZONE 'UTC' FROM {table} "
+                 "WHERE participant = %s AND metric = %s").format(table=sql.Identifier(TABLE))
+
 INSERT = sql.SQL(
     "INSERT INTO {table} (ts, participant, metric, value) VALUES %s ON CONFLICT DO NOTHING"
 ).format(table=sql.Identifier(TABLE))
@@ -45,7 +65,8 @@ def connect(connect_args: Mapping[str, str], target: str, timeout_s: int = 10) -
     """Open a connection; ``target`` (with no password) names it in the error."""
     try:
         conn = psycopg2.connect(**connect_args, connect_timeout=timeout_s,
-                                application_name="wearables-ingest")
+                                application_name="wearables-ingest",
+                                options="-c timezone=UTC")  # offset-less timestamps are UTC
     except psycopg2.Error as e:
         raise DatabaseError(f"cannot connect to {target}: {first_line(e)}") from None
     return conn
@@ -73,3 +94,75 @@ def insert_rows(cur, participant: int, metric: str, ts: np.ndarray, values: np.n
     execute_values(cur, INSERT, list(zip(stamps, vals, strict=True)),
                    template=template.as_string(cur), page_size=len(stamps))
     return cur.rowcount
+
+
+def newest_ts(cur, participant: int, metric: str) -> np.datetime64 | None:
+    """The newest ``ts`` stored for one participant's metric, or None."""
+    cur.execute(NEWEST, (participant, metric))
+    newest = cur.fetchone()[0]
+    return None if newest is None else np.datetime64(newest, "us")
+
+
+def line_suffix(participant: int, metric: str) -> bytes:
+    """What turns a source line ``ts,value`` into a COPY line ``ts,value,participant,metric``.
+
+    ``metric`` is a plain lowercase identifier (the file name was checked), so
+    it needs no CSV quoting.
+    """
+    return f",{int(participant)},{metric}\n".encode("ascii")
+
+
+def block_payload(lines: bytes, suffix: bytes) -> bytes:
+    """COPY data from a block of plain source lines, each ending in \\n."""
+    return lines.replace(b"\n", suffix)
+
+
+def chunk_payload(ts: np.ndarray, values: np.ndarray, suffix: bytes) -> bytes:
+    """COPY data from parsed rows (an empty field is NULL)."""
+    stamps = np.datetime_as_string(ts, unit="us").tolist()
+    end = suffix.decode("ascii")
+    return "".join(f"{t}Z,{'' if v != v else repr(v)}{end}"
+                   for t, v in zip(stamps, values.tolist(), strict=True)).encode("ascii")
+
+
+class _Feed:
+    """A read()-able view of an iterator of byte strings, for COPY FROM STDIN."""
+
+    def __init__(self, parts: Iterable[bytes]) -> None:
+        self._parts: Iterator[bytes] = iter(parts)
+        self.error: BaseException | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            for part in self._parts:
+                if part:  # an empty string would end the COPY
+                    return part
+            return b""
+        except BaseException as e:  # psycopg2 turns it into QueryCanceled: keep the original
+            self.error = e
+            raise
+
+
+def copy_rows(cur, payloads: Iterable[bytes], direct: bool) -> tuple[int, int]:
+    """Stream COPY data into the table; return (rows offered, rows inserted).
+
+    ``direct`` copies straight into the hypertable: only for rows newer than
+    anything stored, since a row already present makes the whole COPY fail with
+    UniqueViolation (the caller then rolls back and retries with staging).
+    """
+    feed = _Feed(payloads)
+    target = TABLE if direct else STAGE
+    if not direct:
+        cur.execute(CREATE_STAGE)
+    statement = sql.SQL(COPY_INTO).format(table=sql.Identifier(target), columns=COLUMNS_IN_COPY)
+    try:
+        cur.copy_expert(statement.as_string(cur), feed, size=1 << 20)
+    except psycopg2.Error:
+        if feed.error is not None:
+            raise feed.error from None
+        raise
+    offered = cur.rowcount
+    if direct:
+        return offered, offered
+    cur.execute(MERGE_STAGE)
+    return offered, cur.rowcount

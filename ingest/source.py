@@ -1,22 +1,42 @@
 """Finding and reading the flattened metric CSV files (``<metric>.csv``, header ``ts,value``).
 
-Reading is pure apart from the file itself: it yields validated chunks of
-timestamps and values and knows nothing of checkpoints or databases.
+A file is read as blocks of whole lines from a byte position, so a daily run
+reads only what was appended since the last one. A block whose every line has
+the plain shape (ISO 8601 timestamp, then a decimal number or nothing) can go
+to the database as it is; any other block is parsed row by row, which finds the
+exact line of a bad row. Nothing here touches the database or the checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HEADER = ("ts", "value")
 METRIC_NAME = re.compile(r"[a-z][a-z0-9_]*")
 PARTICIPANT_DIR = re.compile(r"participant_(\d+)")
+BLOCK_BYTES = 4 << 20  # read size; a block is this much, cut back to the last line end
+MAX_LINE_BYTES = 1 << 20  # a longer line is an error, not a reason to read the file into memory
+TAIL_BYTES = 4096  # bytes before a resume position whose hash must still match
+
+# One plain line: an ISO 8601 timestamp with seconds and an optional UTC offset,
+# then an optional decimal number (empty means NULL). Lines of any other shape
+# (and blocks holding one) are parsed row by row instead.
+_TS = (rb"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])[T ](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+       rb"(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)?")
+_NUMBER = rb"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,3})?"
+PLAIN_BLOCK = re.compile(rb"(?:" + _TS + rb"," + rb"(?:" + _NUMBER + rb")?\n)*")
 
 
 class SourceError(Exception):
@@ -81,13 +101,50 @@ def _metric_files(folder: Path, participant: int, prefix: str) -> tuple[list[Sou
     return files, problems
 
 
-def read_header(path: Path) -> None:
-    """Check that the file starts with the ``ts,value`` header."""
-    try:
-        with path.open("rb") as f:
-            first = f.readline()
-    except OSError as e:
-        raise SourceError(f"{path}: cannot read: {e.strerror}") from None
+@dataclass(frozen=True)
+class Position:
+    """How far into a file reading has got: bytes read, and the number of the next line."""
+
+    offset: int = 0  # 0: the start, header included
+    line: int = 1
+
+
+@dataclass(frozen=True)
+class Block:
+    data: bytes  # whole lines, each ending in \n (CRLF already turned into LF)
+    first_line: int  # line number of the first of them in the file
+    end: Position  # where the next block starts
+
+    @property
+    def rows(self) -> int:
+        return self.data.count(b"\n")
+
+    def is_plain(self) -> bool:
+        """True when every line has the plain shape, so the block needs no row-by-row parsing."""
+        return PLAIN_BLOCK.fullmatch(self.data) is not None
+
+    def plain_span(self) -> tuple[np.datetime64, np.datetime64] | None:
+        """For a plain block, the timestamps of its first and last line; else None."""
+        if not self.is_plain():
+            return None
+        first = self.data[: self.data.index(b",")]
+        last_start = self.data.rfind(b"\n", 0, len(self.data) - 1) + 1
+        last = self.data[last_start : self.data.index(b",", last_start)]
+        try:
+            return _utc(first), _utc(last)
+        except ValueError:  # the right shape, but no such day (2024-02-30)
+            return None
+
+
+def _utc(stamp: bytes) -> np.datetime64:
+    parsed = datetime.fromisoformat(stamp.decode("ascii"))
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return np.datetime64(parsed, "us")
+
+
+def check_header(path: Path, first: bytes) -> None:
+    """Check the file's first line is the ``ts,value`` header (a UTF-8 BOM is allowed)."""
     if not first:
         raise SourceError(f"{path}: empty file (expected the header 'ts,value')")
     text = first.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").rstrip("\r\n")
@@ -95,55 +152,97 @@ def read_header(path: Path) -> None:
         raise SourceError(f"{path}:1: header is {text[:80]!r}, expected 'ts,value'")
 
 
-def read_chunks(path: Path, rows_per_chunk: int) -> Iterator[Chunk]:
-    """Validated chunks of the file, in file order; a bad row raises SourceError naming its line."""
-    read_header(path)
+def read_blocks(path: Path, start: Position = Position(),
+                block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
+    """The file's lines from ``start`` on, in blocks; checks the header when starting at 0.
+
+    A last line without a line ending is read as complete.
+    """
     try:
-        with pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,  # keeps row numbers equal to line numbers
-            encoding="utf-8-sig",
-            chunksize=rows_per_chunk,
-        ) as reader:
-            for frame in reader:
-                yield parse_chunk(frame["ts"], frame["value"], path)
-    except pd.errors.ParserError as e:
-        raise SourceError(_parser_message(path, e)) from None
-    except UnicodeDecodeError as e:
-        raise SourceError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        with path.open("rb") as f:
+            f.seek(start.offset)
+            offset, line = start.offset, start.line
+            if offset == 0:
+                header = f.readline(MAX_LINE_BYTES)
+                check_header(path, header)
+                offset, line = len(header), 2
+            carry = b""
+            while piece := f.read(block_bytes):
+                data = carry + piece
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    if len(data) > MAX_LINE_BYTES:
+                        raise SourceError(f"{path}:{line}: line longer than "
+                                          f"{MAX_LINE_BYTES:,} bytes")
+                    carry = data
+                    continue
+                carry = data[cut:]
+                rows = data.count(b"\n", 0, cut)
+                yield Block(_lf(data[:cut]), line, Position(offset + cut, line + rows))
+                offset += cut
+                line += rows
+            if carry:
+                yield Block(_lf(carry) + b"\n", line, Position(offset + len(carry), line + 1))
     except OSError as e:
         raise SourceError(f"{path}: cannot read: {e.strerror}") from None
 
 
-def _parser_message(path: Path, e: Exception) -> str:
+def _lf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n") if b"\r" in data else data
+
+
+def tail_hash(path: Path, offset: int) -> str:
+    """SHA-256 of the bytes just before ``offset``: tells whether the part already read changed."""
+    with path.open("rb") as f:
+        f.seek(max(0, offset - TAIL_BYTES))
+        return hashlib.sha256(f.read(min(offset, TAIL_BYTES))).hexdigest()
+
+
+def parse_block(block: Block, path: Path) -> Chunk:
+    """Parse a block row by row; the first bad row raises SourceError naming its line."""
+    import pandas as pd  # only here: a run with nothing to parse never pays for the import
+
+    try:
+        text = block.data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = block.first_line + block.data.count(b"\n", 0, e.start)
+        raise SourceError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
+    try:
+        frame = pd.read_csv(io.StringIO(text), header=None, names=list(HEADER), dtype=str,
+                            keep_default_na=False, skip_blank_lines=False)
+    except pd.errors.ParserError as e:
+        raise SourceError(_parser_message(path, e, block.first_line)) from None
+    return parse_rows(frame["ts"], frame["value"], path, block.first_line)
+
+
+def _parser_message(path: Path, e: Exception, first_line: int) -> str:
     text = str(e).strip()
     m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
     if m:
-        return f"{path}:{m.group(2)}: {m.group(3)} fields, expected {m.group(1)}"
-    return f"{path}: {text.removeprefix('Error tokenizing data. C error: ')}"
+        line = first_line + int(m.group(2)) - 1
+        return f"{path}:{line}: {m.group(3)} fields, expected {m.group(1)}"
+    return f"{path}:{first_line}+: {text.removeprefix('Error tokenizing data. C error: ')}"
 
 
-def parse_chunk(ts: pd.Series, values: pd.Series, path: Path) -> Chunk:
-    """Parse raw strings into a Chunk; the first bad row raises SourceError with its line.
+def parse_rows(ts: pd.Series, values: pd.Series, path: Path, first_line: int) -> Chunk:
+    """Parse raw string Series into a Chunk; row ``i`` of the Series is on line ``first_line + i``.
 
-    The series' index is the row number in the file, counted from 0 after the
-    header, so row ``i`` stands on line ``i + 2``.
+    Blank lines are dropped. The first bad row raises SourceError with its line.
     """
+    import pandas as pd
+
     ts = ts.str.strip()
     raw_values = values.str.strip()
-    blank = (ts == "") & (raw_values == "")
-    if blank.any():  # blank lines carry nothing; drop them
-        keep = ~blank.to_numpy()
-        ts, raw_values = ts[keep], raw_values[keep]
+    blank = ((ts == "") & (raw_values == "")).to_numpy()
+    if blank.any():
+        ts, raw_values = ts[~blank], raw_values[~blank]
 
     parsed_ts = pd.to_datetime(ts, format="ISO8601", utc=True, errors="coerce")
     bad_ts = parsed_ts.isna().to_numpy()
     if bad_ts.any():
         i = int(np.argmax(bad_ts))
-        raise SourceError(
-            f"{path}:{ts.index[i] + 2}: timestamp {ts.iloc[i][:60]!r} is not ISO 8601")
+        raise SourceError(f"{path}:{first_line + ts.index[i]}: timestamp "
+                          f"{ts.iloc[i][:60]!r} is not ISO 8601")
 
     empty = (raw_values == "").to_numpy()
     numbers = pd.to_numeric(raw_values.mask(raw_values == ""), errors="coerce").to_numpy(
@@ -151,8 +250,8 @@ def parse_chunk(ts: pd.Series, values: pd.Series, path: Path) -> Chunk:
     bad_value = ~np.isfinite(numbers) & ~empty
     if bad_value.any():
         i = int(np.argmax(bad_value))
-        raise SourceError(
-            f"{path}:{ts.index[i] + 2}: value {raw_values.iloc[i][:60]!r} is not a finite number")
+        raise SourceError(f"{path}:{first_line + ts.index[i]}: value "
+                          f"{raw_values.iloc[i][:60]!r} is not a finite number")
 
     stamps = parsed_ts.dt.tz_convert(None).to_numpy(dtype="datetime64[us]")
     return Chunk(stamps, numbers)

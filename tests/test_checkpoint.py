@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from checkpoint import Checkpoint, CheckpointError, load, save
 
 
@@ -15,39 +16,46 @@ def us(text: str) -> np.datetime64:
 
 def test_missing_file_is_an_empty_checkpoint(tmp_path):
     cp = load(tmp_path / "none.json")
-    assert cp.marks == {} and cp.finished_at is None
+    assert cp.entries == {} and cp.finished_at is None
 
 
-def test_round_trip_keeps_marks_per_participant_and_metric(tmp_path):
+def test_round_trip_keeps_marks_and_positions_per_participant_and_metric(tmp_path):
     cp = Checkpoint(finished_at="2026-11-28T01:00:07+00:00")
-    cp.advance(1, "hr", us("2024-01-30T23:59:59"))
-    cp.advance(7, "hr", us("2024-01-02T00:00:00.250000"))
+    cp.record(1, "hr", us("2024-01-30T23:59:59"), offset=75_282_105, line=2_592_002,
+              tail="ab" * 32)
+    cp.record(7, "hr", us("2024-01-02T00:00:00.250000"))
+    cp.record(7, "br", None, offset=9, line=2, tail="cd" * 32)  # header only, no rows yet
     path = tmp_path / "state" / "last_run.json"
     save(path, cp)
 
     data = json.loads(path.read_text())
     assert data["version"] == 1 and data["finished_at"] == "2026-11-28T01:00:07+00:00"
-    assert data["participants"]["1"]["hr"]["last_ts"] == "2024-01-30T23:59:59+00:00"
+    hr1 = data["participants"]["1"]["hr"]
+    assert hr1["last_ts"] == "2024-01-30T23:59:59+00:00"
+    assert (hr1["offset"], hr1["line"], hr1["tail_sha256"]) == (75_282_105, 2_592_002, "ab" * 32)
     assert data["participants"]["7"]["hr"]["last_ts"] == "2024-01-02T00:00:00.250000+00:00"
+    assert "offset" not in data["participants"]["7"]["hr"]
+    assert "last_ts" not in data["participants"]["7"]["br"]
     again = load(path)
-    assert again.marks == cp.marks and again.finished_at == cp.finished_at
+    assert again.entries == cp.entries and again.finished_at == cp.finished_at
 
 
-def test_marks_only_move_forward():
+def test_marks_only_move_forward_and_positions_are_replaced():
     cp = Checkpoint()
-    cp.advance(1, "hr", us("2024-01-02"))
-    cp.advance(1, "hr", us("2024-01-01"))
+    cp.record(1, "hr", us("2024-01-02"), offset=100, line=5, tail="x")
+    cp.record(1, "hr", us("2024-01-01"), offset=40, line=3, tail="y")  # a rescanned file
     assert cp.mark(1, "hr") == us("2024-01-02")
-    assert cp.mark(1, "spo2") is None
+    assert (cp.entry(1, "hr").offset, cp.entry(1, "hr").line) == (40, 3)
+    assert cp.mark(1, "spo2") is None and cp.entry(1, "spo2") is None
 
 
 def test_save_replaces_the_file_and_leaves_no_temporary_files(tmp_path):
     path = tmp_path / "last_run.json"
     path.write_text("old")
     cp = Checkpoint()
-    cp.advance(1, "br", us("2024-01-01"))
+    cp.record(1, "br", us("2024-01-01"))
     save(path, cp)
-    assert load(path).marks == cp.marks
+    assert load(path).entries == cp.entries
     assert [p.name for p in tmp_path.iterdir()] == ["last_run.json"]
 
 
@@ -56,7 +64,10 @@ def test_save_replaces_the_file_and_leaves_no_temporary_files(tmp_path):
     ("", "not valid JSON: Expecting value at line 1 column 1"),
     ('{"version": 99, "participants": {}}', "version 99, this loader reads version 1"),
     ('[1, 2]', "not a JSON object"),
-    ('{"version": 1, "participants": {"1": {"hr": {}}}}', "entry 1/hr has no 'last_ts'"),
+    ('{"version": 1, "participants": {"1": {"hr": {}}}}',
+     "entry 1/hr has neither 'last_ts' nor 'offset'"),
+    ('{"version": 1, "participants": {"1": {"hr": {"offset": "12"}}}}',
+     "entry 1/hr has a malformed 'offset'"),
     ('{"version": 1, "participants": {"1": {"hr": {"last_ts": "2024-01-01T00:00:00"}}}}',
      "has no UTC offset"),
 ])

@@ -1,10 +1,20 @@
-"""Reading the source files: discovery, validation with file and line, the checkpoint filter."""
+"""Reading the source files: discovery, blocks and positions, validation with file and line."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from source import Chunk, SourceError, discover, newer_than, read_chunks
+
+from source import (
+    Chunk,
+    Position,
+    SourceError,
+    discover,
+    newer_than,
+    parse_block,
+    read_blocks,
+    tail_hash,
+)
 
 
 def write(path, text: str | bytes):
@@ -15,8 +25,9 @@ def write(path, text: str | bytes):
     return path
 
 
-def read_all(path, rows_per_chunk=2) -> Chunk:
-    chunks = list(read_chunks(path, rows_per_chunk))
+def read_all(path, block_bytes=40) -> Chunk:
+    """Every row of the file, parsed row by row, read in small blocks."""
+    chunks = [parse_block(b, path) for b in read_blocks(path, block_bytes=block_bytes)]
     return Chunk(np.concatenate([c.ts for c in chunks]) if chunks else np.array([], "M8[us]"),
                  np.concatenate([c.values for c in chunks]) if chunks else np.array([]))
 
@@ -106,7 +117,7 @@ GOOD = "2024-01-01T00:00:00+00:00,1\n"
     ("2024-01-01T00:00:09+00:00,5,6", "3 fields, expected 2"),
 ])
 def test_bad_row_is_reported_with_file_and_line(tmp_path, bad_line, reason):
-    # Lines 2-4 good, a blank line 5, the bad row on line 6, in the third chunk of two rows.
+    # Lines 2-4 good, a blank line 5, the bad row on line 6, in a later block than the first.
     path = write(tmp_path / "hr.csv", "ts,value\n" + GOOD * 3 + "\n" + bad_line + "\n" + GOOD)
     with pytest.raises(SourceError) as e:
         read_all(path)
@@ -126,3 +137,67 @@ def test_newer_than_keeps_rows_strictly_after_the_mark_in_any_order():
     later = newer_than(chunk, us("2024-01-02"))
     assert later.ts.tolist() == [us("2024-01-03")] and later.values.tolist() == [3.0]
     assert len(newer_than(chunk, us("2024-01-03"))) == 0
+
+
+def test_blocks_hold_whole_lines_and_positions_add_up(tmp_path):
+    rows = [f"2024-01-01T00:00:{s:02d}+00:00,{s}\n" for s in range(10)]
+    path = write(tmp_path / "hr.csv", "ts,value\n" + "".join(rows))
+    blocks = list(read_blocks(path, block_bytes=64))
+    assert len(blocks) > 3
+    assert b"".join(b.data for b in blocks).decode() == "".join(rows)
+    assert all(b.data.endswith(b"\n") for b in blocks)
+    assert blocks[0].first_line == 2
+    for before, after in zip(blocks, blocks[1:], strict=False):
+        assert after.first_line == before.end.line == before.first_line + before.rows
+    assert blocks[-1].end == Position(path.stat().st_size, 12)
+
+
+def test_reading_resumes_at_a_position_without_the_header(tmp_path):
+    path = write(tmp_path / "hr.csv", "ts,value\n2024-01-01T00:00:00Z,1\n")
+    end = list(read_blocks(path))[-1].end
+    with path.open("a") as f:
+        f.write("2024-01-01T00:00:01Z,2\n2023-12-31T00:00:00Z,3\n")  # a late row too
+    resumed = list(read_blocks(path, end))
+    assert [b.data for b in resumed] == [b"2024-01-01T00:00:01Z,2\n2023-12-31T00:00:00Z,3\n"]
+    assert resumed[0].first_line == 3 and resumed[-1].end.line == 5
+    assert list(read_blocks(path, resumed[-1].end)) == []  # nothing new: nothing read
+
+
+def test_last_line_without_line_ending_is_read(tmp_path):
+    path = write(tmp_path / "hr.csv", "ts,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:00:01Z,2")
+    assert read_all(path).values.tolist() == [1.0, 2.0]
+    assert list(read_blocks(path))[-1].end.offset == path.stat().st_size
+
+
+def test_plain_blocks_are_recognised_and_anything_else_is_not(tmp_path):
+    plain = ("2024-01-01T00:00:00+00:00,61\n2024-01-01 00:00:01Z,-1.5e3\n"
+             "2024-01-01T00:00:02.250,\n2024-01-01T00:00:03-0530,.5\n")
+    path = write(tmp_path / "hr.csv", "ts,value\n" + plain)
+    (block,) = read_blocks(path)
+    assert block.is_plain()
+    assert block.plain_span() == (us("2024-01-01T00:00:00"), us("2024-01-01T05:30:03"))
+    for odd in ("yesterday,1", "2024-01-01T00:00:00Z,nan", "2024-01-01T00:00:00Z,inf",
+                "2024-01-01T00:00:00Z,1,2", "", "2024-01-01T25:00:00Z,1", "2024-01-01,1",
+                "2024-01-01T00:00:00Z, 1"):
+        path = write(tmp_path / "odd.csv", f"ts,value\n{plain}{odd}\n")
+        assert not any(b.is_plain() for b in read_blocks(path)), odd
+
+
+def test_a_line_longer_than_the_limit_is_an_error_not_a_memory_hog(tmp_path, monkeypatch):
+    import source
+    monkeypatch.setattr(source, "MAX_LINE_BYTES", 100)
+    path = write(tmp_path / "hr.csv", "ts,value\n2024-01-01T00:00:00Z,1\n"
+                                      "2024-01-01T00:00:01Z," + "9" * 500 + "\n")
+    with pytest.raises(SourceError, match=r"hr.csv:3: line longer than 100 bytes"):
+        list(read_blocks(path, block_bytes=32))
+
+
+def test_tail_hash_changes_when_the_bytes_before_the_position_change(tmp_path):
+    path = write(tmp_path / "hr.csv", "ts,value\n2024-01-01T00:00:00Z,1\n")
+    size = path.stat().st_size
+    before = tail_hash(path, size)
+    with path.open("a") as f:
+        f.write("2024-01-01T00:00:01Z,2\n")
+    assert tail_hash(path, size) == before  # appending leaves the read part alone
+    write(path, "ts,value\n2024-01-01T00:00:00Z,7\n")  # same size, other content
+    assert tail_hash(path, size) != before

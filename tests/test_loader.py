@@ -1,0 +1,139 @@
+"""One file's load on a real TimescaleDB: resuming, rescanning, and both write methods."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+import checkpoint
+import db
+from conftest import query
+from loader import load_file, plan
+from source import SourceError, SourceFile, tail_hash
+
+METHODS = ["copy", "values"]
+
+
+@pytest.fixture
+def conn(database_url):
+    c = psycopg2.connect(database_url, options="-c timezone=UTC")
+    db.ensure_schema(c)
+    yield c
+    c.close()
+
+
+def rows(*pairs: tuple[str, object]) -> str:
+    return "".join(f"{ts},{'' if v is None else v}\n" for ts, v in pairs)
+
+
+def hour(h: int, m: int = 0) -> str:
+    return f"2024-01-01T{h:02d}:{m:02d}:00+00:00"
+
+
+def make(tmp_path, text: str) -> SourceFile:
+    path = tmp_path / "hr.csv"
+    path.write_text("ts,value\n" + text)
+    return SourceFile(1, "hr", path, "hr")
+
+
+def append(source: SourceFile, text: str) -> None:
+    with source.path.open("a") as f:
+        f.write(text)
+
+
+def stored(url: str) -> list[tuple]:
+    return query(url, "SELECT to_char(ts AT TIME ZONE 'UTC', 'HH24:MI'), value FROM raw_data "
+                      "ORDER BY ts")
+
+
+def load_and_record(conn, source, cp, method):
+    """What a run does for one file: load it, then record the checkpoint entry."""
+    result = load_file(conn, source, cp.entry(1, "hr"), method)
+    cp.record(1, "hr", result.newest, result.end.offset, result.end.line,
+              tail_hash(source.path, result.end.offset))
+    return result
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_next_run_reads_only_what_was_appended_late_rows_included(tmp_path, conn, database_url,
+                                                                  method):
+    source = make(tmp_path, rows((hour(1), 60), (hour(2), 61)))
+    cp = checkpoint.Checkpoint()
+    first = load_and_record(conn, source, cp, method)
+    assert (first.offered, first.inserted) == (2, 2)
+
+    size = source.path.stat().st_size
+    assert plan(source, cp.entry(1, "hr")).start.offset == size  # nothing new: nothing to read
+    nothing = load_and_record(conn, source, cp, method)
+    assert (nothing.offered, nothing.inserted, nothing.newest) == (0, 0, None)
+
+    append(source, rows((hour(3), 62), (hour(0, 30), 59)))  # 00:30 synced late
+    p = plan(source, cp.entry(1, "hr"))
+    assert (p.start.offset, p.start.line, p.only_newer_than, p.rescanned) == (size, 4, None, False)
+    more = load_and_record(conn, source, cp, method)
+    assert (more.offered, more.inserted) == (2, 2)
+    assert stored(database_url) == [("00:30", 59.0), ("01:00", 60.0), ("02:00", 61.0),
+                                    ("03:00", 62.0)]
+    assert cp.mark(1, "hr") == more.newest
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_rewritten_file_is_read_again_offering_rows_newer_than_the_mark(tmp_path, conn,
+                                                                         database_url, method):
+    source = make(tmp_path, rows((hour(1), 60), (hour(2), 61)))
+    cp = checkpoint.Checkpoint()
+    load_and_record(conn, source, cp, method)
+    # An export tool rewrote the file: history changed (01:00 -> 99), a new row at 03:00.
+    source.path.write_text("ts,value\n" + rows((hour(1), 99), (hour(2), 61), (hour(3), 62)))
+
+    p = plan(source, cp.entry(1, "hr"))
+    assert p.rescanned and p.start.offset == 0 and p.only_newer_than == cp.mark(1, "hr")
+    result = load_and_record(conn, source, cp, method)
+    assert (result.offered, result.inserted, result.rescanned) == (1, 1, True)
+    assert stored(database_url) == [("01:00", 60.0), ("02:00", 61.0), ("03:00", 62.0)]
+
+
+def test_truncated_file_is_read_again(tmp_path, conn):
+    source = make(tmp_path, rows((hour(1), 60), (hour(2), 61)))
+    cp = checkpoint.Checkpoint()
+    load_and_record(conn, source, cp, "copy")
+    source.path.write_text("ts,value\n" + rows((hour(1), 60)))
+    assert plan(source, cp.entry(1, "hr")).rescanned
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_rows_already_present_and_repeated_rows_are_skipped_not_doubled(tmp_path, conn,
+                                                                         database_url, method):
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO raw_data VALUES (%s, 1, 'hr', 1)", (hour(2),))
+    # 01:00 is newer than nothing, so COPY starts straight into the table; the stored
+    # 02:00 and the repeated 03:00 make it fail, and staging takes over.
+    source = make(tmp_path, rows((hour(1), 60), (hour(2), 61), (hour(3), 62), (hour(3), 62)))
+    result = load_file(conn, source, None, method)
+    assert (result.offered, result.inserted, result.already_present) == (4, 2, 2)
+    assert stored(database_url) == [("01:00", 60.0), ("02:00", 1.0), ("03:00", 62.0)]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_empty_values_are_stored_as_null(tmp_path, conn, database_url, method):
+    source = make(tmp_path, rows((hour(1), None), (hour(2), "61.5")))
+    load_file(conn, source, None, method)
+    assert stored(database_url) == [("01:00", None), ("02:00", 61.5)]
+
+
+def test_a_plain_looking_row_the_server_refuses_is_named_by_its_line(tmp_path, conn,
+                                                                     database_url):
+    # In the middle of a block, so only the server's COPY can notice it.
+    source = make(tmp_path, rows((hour(1), 60)) + "2024-02-30T00:00:00+00:00,61\n"
+                  + rows((hour(2), 62)))
+    with pytest.raises(SourceError, match=r"hr.csv:3: timestamp '2024-02-30T00:00:00\+00:00' "
+                                          r"is not ISO 8601"):
+        load_file(conn, source, None, "copy")
+    assert stored(database_url) == []  # the file's transaction was rolled back
+
+
+def test_out_of_order_rows_in_a_mostly_sorted_file_all_arrive(tmp_path, conn, database_url):
+    source = make(tmp_path, rows((hour(5), 5), (hour(1), 1), (hour(3), 3)))
+    result = load_file(conn, source, None, "copy")
+    assert (result.offered, result.inserted) == (3, 3)
+    assert [r[0] for r in stored(database_url)] == ["01:00", "03:00", "05:00"]
