@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from config import SETTINGS, ConfigError, load, mask_url
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import psycopg2
 import pytest
+
 from conftest import query
 from db import DatabaseError, connect, ensure_schema, insert_rows
 

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 import pytest
+
 import synth
 from conftest import SEED_COUNTS, SYNTH
 from conftest import synth as run_synth
