@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: help setup db-server test lint clean
+.PHONY: help setup db-server stack-tools test lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -22,7 +22,10 @@ db-server:  ## PostgreSQL 15 + TimescaleDB for the tests (skipped with TEST_DATA
 		bash scripts/ensure-timescaledb.sh; \
 	fi
 
-test: setup db-server  ## run the test suite against a throwaway TimescaleDB
+stack-tools:  ## the Compose v2 plugin and Debian's cron, for the stack's tests
+	bash scripts/ensure-stack-tools.sh
+
+test: setup db-server stack-tools  ## run the test suite against a throwaway TimescaleDB
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup  ## ruff

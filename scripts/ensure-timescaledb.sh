@@ -29,29 +29,9 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 
-# The first Debian mirror in the machine's own apt sources (deb822 or one-line).
-mirror_uri() {
-    local f
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        awk '
-            /^[[:space:]]*$/ { if (debian && uri) { print uri; exit } uri=""; debian=0; next }
-            /^URIs:/ { uri=$2 }
-            /^Suites:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) debian=1 }
-            END { if (debian && uri) print uri }
-        ' "$f" | grep -v security | head -n 1
-    done
-    if [ -f /etc/apt/sources.list ]; then
-        awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) { print $i; exit } }' \
-            /etc/apt/sources.list
-    fi
-}
-
-uri=$(mirror_uri | head -n 1)
-if [ -z "$uri" ]; then
-    echo "ensure-timescaledb: found no Debian mirror in /etc/apt/sources.list*" >&2
-    exit 1
-fi
+# shellcheck source-path=SCRIPTDIR source=lib/debian-mirror.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
+uri=$(require_mirror_uri ensure-timescaledb)
 
 cat > /etc/apt/sources.list.d/wearables-ingest-trixie-src.sources <<SRC
 Types: deb-src
