@@ -27,8 +27,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "DATA_DIR": ("/data", "folder of metric CSV files, or of participant_NNN folders"),
     "CHECKPOINT_FILE": ("/checkpoint/last_run.json", "where the checkpoint is kept"),
     "PARTICIPANT_ID": ("1", "participant of the CSV files directly in DATA_DIR"),
-    "INGEST_BATCH_ROWS": ("10000", "rows sent to the database per INSERT statement"),
+    "INGEST_METHOD": ("copy", "how rows are written: copy (fast) or values (INSERT ... VALUES)"),
+    "INGEST_BATCH_ROWS": ("10000", "rows per INSERT statement of the values method"),
 }
+METHODS = ("copy", "values")
 
 
 class ConfigError(Exception):
@@ -41,6 +43,7 @@ class Config:
     checkpoint_file: Path
     participant_id: int
     batch_rows: int
+    method: str
     # Keyword arguments for psycopg2.connect (dsn=... or host=..., port=..., ...).
     connect_args: dict[str, str] = field(repr=False)
 
@@ -72,6 +75,13 @@ def _positive_int(env: Mapping[str, str], name: str) -> int:
     return value
 
 
+def _method(raw: str) -> str:
+    method = raw.strip().lower()
+    if method not in METHODS:
+        raise ConfigError(f"INGEST_METHOD={raw!r} is not one of {', '.join(METHODS)}")
+    return method
+
+
 def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Config:
     """Read the settings: defaults, then the ``.env`` file, then the environment."""
     env = {name: default for name, (default, _) in SETTINGS.items()}
@@ -92,5 +102,6 @@ def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".
         checkpoint_file=Path(env["CHECKPOINT_FILE"]),
         participant_id=_positive_int(env, "PARTICIPANT_ID"),
         batch_rows=_positive_int(env, "INGEST_BATCH_ROWS"),
+        method=_method(env["INGEST_METHOD"]),
         connect_args=connect_args,
     )

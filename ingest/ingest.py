@@ -11,6 +11,7 @@ Exit status: 0 when every file loaded; 75 when another run holds the lock;
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import config
@@ -27,11 +28,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Delta-load wearable CSV files into TimescaleDB.",
         epilog="Settings (PGHOST, DATA_DIR, CHECKPOINT_FILE, ...) come from the environment "
                "or a .env file in the current folder.")
+    parser.add_argument("--method", choices=config.METHODS,
+                        help="how rows are written (default: INGEST_METHOD, else copy): copy "
+                             "streams COPY, values sends INSERT ... VALUES batches")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parse_args(argv)
+    args = parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # each line reaches cron's log as it happens
 
     def warn(message: str) -> None:
@@ -39,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = config.load()
+        if args.method:
+            cfg = dataclasses.replace(cfg, method=args.method)
         result = loader.run(cfg, report=print, warn=warn)
     except LockedError as e:
         warn(str(e))

@@ -35,8 +35,6 @@ from source import (
     tail_hash,
 )
 
-METHODS = ("copy", "values")
-
 
 @dataclass
 class FileResult:
@@ -167,8 +165,7 @@ def _first_ts(source: SourceFile, p: Plan) -> np.datetime64 | None:
     return None
 
 
-def run(cfg: Config, report: Callable[[str], None], warn: Callable[[str], None],
-        method: str = "copy") -> RunResult:
+def run(cfg: Config, report: Callable[[str], None], warn: Callable[[str], None]) -> RunResult:
     """Load every source file; ``report`` gets the summary lines, ``warn`` the errors.
 
     Raises ConfigError, SourceError, CheckpointError (LockedError when another
@@ -187,7 +184,7 @@ def run(cfg: Config, report: Callable[[str], None], warn: Callable[[str], None],
         try:
             db.ensure_schema(conn)
             for source in files:
-                result = _load_one(conn, source, cp, cfg, method)
+                result = _load_one(conn, source, cp, cfg)
                 outcome.files.append(result)
                 if result.error:
                     outcome.errors.append(result.error)
@@ -209,12 +206,11 @@ def run(cfg: Config, report: Callable[[str], None], warn: Callable[[str], None],
     return outcome
 
 
-def _load_one(conn, source: SourceFile, cp: checkpoint.Checkpoint, cfg: Config,
-              method: str) -> FileResult:
+def _load_one(conn, source: SourceFile, cp: checkpoint.Checkpoint, cfg: Config) -> FileResult:
     """Load one file, then record how far it got; a bad file gives a FileResult with ``error``."""
     entry = cp.entry(source.participant, source.metric)
     try:
-        result = load_file(conn, source, entry, method, cfg.batch_rows)
+        result = load_file(conn, source, entry, cfg.method, cfg.batch_rows)
     except SourceError as e:
         reason = str(e)
     except psycopg2.DataError as e:

@@ -10,11 +10,8 @@ instead. Every test that asks for ``database_url`` gets a database of its own.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,39 +20,15 @@ from urllib.parse import urlsplit
 import psycopg2
 import pytest
 
+from pgserver import ServerError, throwaway_server
+
 REPO = Path(__file__).resolve().parent.parent
 INGEST = REPO / "ingest" / "ingest.py"
 SYNTH = REPO / "ingest" / "synth.py"
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 # The seed's contract: 30 days for participant 1.
 SEED_COUNTS = {"activity": 30, "azm": 43_200, "br": 30, "hr": 2_592_000,
                "hrv": 13_248, "spo2": 13_248}
-
-SERVER_SETTINGS = {
-    "listen_addresses": "'127.0.0.1'",
-    "shared_preload_libraries": "'timescaledb'",
-    "timescaledb.telemetry_level": "off",
-    "max_connections": "50",
-    # A test server holds nothing worth keeping: trade durability for speed.
-    "fsync": "off",
-    "synchronous_commit": "off",
-    "full_page_writes": "off",
-    "log_min_messages": "warning",
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_server_user(args: list[str]) -> list[str]:
-    """initdb and postgres refuse to run as root: run them as the postgres user then."""
-    if os.geteuid() != 0:
-        return args
-    return ["runuser", "-u", "postgres", "--", *args]
 
 
 @pytest.fixture(scope="session")
@@ -64,36 +37,11 @@ def admin_url() -> Iterator[str]:
     if os.environ.get("TEST_DATABASE_URL"):
         yield os.environ["TEST_DATABASE_URL"]
         return
-    ts_control = subprocess.run([PG_BIN / "pg_config", "--sharedir"], capture_output=True,
-                                text=True, check=False).stdout.strip()
-    if not (Path(ts_control) / "extension" / "timescaledb.control").is_file():
-        pytest.exit("PostgreSQL 15 with TimescaleDB is not installed: run "
-                    "scripts/ensure-timescaledb.sh (make test does), or set TEST_DATABASE_URL",
-                    returncode=3)
-    base = Path(tempfile.mkdtemp(prefix="wearables-pg-"))
-    data = base / "data"
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-    port = _free_port()
     try:
-        subprocess.run(_as_server_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
-                                        "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync"]),
-                       check=True, capture_output=True)
-        with (data / "postgresql.conf").open("a") as conf:
-            conf.write(f"port = {port}\nunix_socket_directories = '{base}'\n")
-            conf.writelines(f"{k} = {v}\n" for k, v in SERVER_SETTINGS.items())
-        subprocess.run(_as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l",
-                                        str(base / "server.log"), "-w", "-t", "60", "start"]),
-                       check=True, capture_output=True)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    except subprocess.CalledProcessError as e:
-        log = base / "server.log"
-        detail = log.read_text()[-2000:] if log.exists() else e.stderr.decode()[-2000:]
-        pytest.exit(f"could not start the test server: {detail}", returncode=3)
-    finally:
-        subprocess.run(_as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                        "-w", "stop"]), check=False, capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        with throwaway_server() as url:
+            yield url
+    except ServerError as e:
+        pytest.exit(str(e), returncode=3)
 
 
 def with_dbname(url: str, dbname: str) -> str:

@@ -137,3 +137,23 @@ def test_out_of_order_rows_in_a_mostly_sorted_file_all_arrive(tmp_path, conn, da
     result = load_file(conn, source, None, "copy")
     assert (result.offered, result.inserted) == (3, 3)
     assert [r[0] for r in stored(database_url)] == ["01:00", "03:00", "05:00"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("bad_line, reason", [
+    ("2024-01-01T00:00:09+00:00,abc", "value 'abc' is not a finite number"),
+    ("2024-01-01T00:00:09+00:00,NaN", "value 'NaN' is not a finite number"),
+    ("2024-01-01T00:00:09+00:00,-Infinity", "value '-Infinity' is not a finite number"),
+    ("now,5", "timestamp 'now' is not ISO 8601"),
+    ("01-02-2024 00:00:00,5", "timestamp '01-02-2024 00:00:00' is not ISO 8601"),
+    ("2024-01-01T00:00:09+00:00,5,6", "3 fields, expected 2"),  # plain bytes: the server objects
+    ("2024-01-01T00:00:09+00:00,1.2.3", "value '1.2.3' is not a finite number"),
+])
+def test_bad_row_is_named_by_line_whichever_the_method(tmp_path, conn, database_url, method,
+                                                       bad_line, reason):
+    source = make(tmp_path, rows((hour(1), 60), (hour(2), 61)) + bad_line + "\n"
+                  + rows((hour(3), 62)))
+    with pytest.raises(SourceError) as e:
+        load_file(conn, source, None, method)
+    assert str(e.value) == f"{source.path}:4: {reason}"
+    assert stored(database_url) == []
