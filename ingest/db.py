@@ -72,9 +72,24 @@ def connect(connect_args: Mapping[str, str], target: str, timeout_s: int = 10) -
     return conn
 
 
+IS_HYPERTABLE = sql.SQL(
+    "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = {table} "
+    "AND hypertable_schema = current_schema()").format(table=sql.Literal(TABLE))
+HAS_EXTENSION = "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"
+
+
 def ensure_schema(conn: Connection) -> None:
-    """Create the extension, table and hypertable when missing; otherwise change nothing."""
+    """Create the extension, table and hypertable when missing; otherwise change nothing.
+
+    When they exist no DDL is sent at all, so a role that may only read and
+    insert into the table (the stack's loader role) passes this step.
+    """
     with conn, conn.cursor() as cur:
+        cur.execute(HAS_EXTENSION)
+        if cur.fetchone():
+            cur.execute(IS_HYPERTABLE)
+            if cur.fetchone():
+                return
         for statement in SCHEMA:
             cur.execute(statement)
 

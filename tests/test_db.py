@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import numpy as np
 import psycopg2
+import psycopg2.sql
 import pytest
 
 from conftest import query
@@ -87,3 +90,30 @@ def test_connect_failure_is_one_line_naming_the_target_without_password():
                 timeout_s=2)
     assert str(e.value).startswith("cannot connect to u@127.0.0.1:1/x: ")
     assert "\n" not in str(e.value) and "hunter2" not in str(e.value)
+
+
+@pytest.mark.parametrize("method", ["copy", "values"])
+def test_a_role_that_may_only_read_and_insert_can_load(conn, database_url, tmp_path, method):
+    from loader import load_file
+    from source import SourceFile
+
+    ensure_schema(conn)  # as the owner, once
+    role = f"loader_{method}"
+    with conn, conn.cursor() as cur:
+        cur.execute(f"CREATE ROLE {role} LOGIN")
+        cur.execute(f"GRANT SELECT, INSERT ON raw_data TO {role}")
+    path = tmp_path / "hr.csv"
+    path.write_text("ts,value\n2024-01-01T00:00:00Z,60\n2024-01-01T00:00:01Z,61\n")
+    url = urlsplit(database_url)._replace(netloc=f"{role}@{urlsplit(database_url).hostname}:"
+                                                 f"{urlsplit(database_url).port}").geturl()
+    loader_conn = connect({"dsn": url}, "test")
+    try:
+        ensure_schema(loader_conn)  # sends no DDL: it would be refused
+        first = load_file(loader_conn, SourceFile(1, "hr", path, "hr"), None, method)
+        again = load_file(loader_conn, SourceFile(1, "hr", path, "hr"), None, method)
+    finally:
+        loader_conn.close()
+    assert (first.inserted, again.inserted, again.already_present) == (2, 0, 2)
+    with conn.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        cur.execute(psycopg2.sql.SQL("SET ROLE {}").format(psycopg2.sql.Identifier(role)))
+        cur.execute("DELETE FROM raw_data")
