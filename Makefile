@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: help setup db-server stack-tools test lint clean
+.PHONY: help setup db-server stack-tools test bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,9 @@ stack-tools:  ## the Compose v2 plugin and Debian's cron, for the stack's tests
 
 test: setup db-server stack-tools  ## run the test suite against a throwaway TimescaleDB
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup db-server  ## loader vs psql \copy, side by side (10-15 min; BENCH_ARGS=--help)
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check .
