@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -71,10 +71,11 @@ class Checkpoint:
 
     def record(self, participant: int, metric: str, newest: np.datetime64 | None,
                offset: int | None = None, line: int | None = None,
-               tail: str | None = None) -> None:
-        """Note a committed load: the mark moves forward only, the position is replaced."""
+               tail: str | None = None, reset_mark: bool = False) -> None:
+        """Note a committed load: the mark moves forward only (unless ``reset_mark``),
+        the position is replaced."""
         entry = self.entries.setdefault((participant, metric), Entry())
-        if newest is not None and (entry.last_ts is None or newest > entry.last_ts):
+        if reset_mark or newest is not None and (entry.last_ts is None or newest > entry.last_ts):
             entry.last_ts = newest
         entry.offset, entry.line, entry.tail = offset, line, tail
         entry.saved_at = now_utc()
@@ -84,7 +85,7 @@ def now_utc() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _format_ts(ts: np.datetime64) -> str:
+def format_ts(ts: np.datetime64) -> str:
     return datetime.fromisoformat(str(ts.astype("datetime64[us]"))).replace(
         tzinfo=UTC).isoformat()
 
@@ -99,7 +100,7 @@ def _parse_ts(text: str) -> np.datetime64:
 def to_json(cp: Checkpoint) -> dict:
     participants: dict[str, dict] = {}
     for (participant, metric), e in sorted(cp.entries.items()):
-        entry = {"last_ts": None if e.last_ts is None else _format_ts(e.last_ts),
+        entry = {"last_ts": None if e.last_ts is None else format_ts(e.last_ts),
                  "offset": e.offset, "line": e.line, "tail_sha256": e.tail,
                  "saved_at": e.saved_at}
         participants.setdefault(str(participant), {})[metric] = {
@@ -114,13 +115,28 @@ def _optional(entry: dict, key: str, kind: type, where: str):
     return value
 
 
+def _not_future(stamp: object, what: str) -> str | None:
+    """A write time, which cannot lie ahead of now (beyond a day of clock skew)."""
+    if stamp is None:
+        return None
+    if not isinstance(stamp, str):
+        raise ValueError(f"{what} is not a timestamp")
+    written = datetime.fromisoformat(stamp)
+    if written.tzinfo is None:
+        raise ValueError(f"{what} {stamp!r} has no UTC offset")
+    if written > datetime.now(UTC) + timedelta(days=1):
+        raise ValueError(f"{what} {stamp} lies in the future: the clock is wrong, or the file "
+                         "is not this loader's")
+    return stamp
+
+
 def from_json(data: object) -> Checkpoint:
     """Build a Checkpoint from parsed JSON; raises ValueError describing what is wrong."""
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     if data.get("version") != VERSION:
         raise ValueError(f"version {data.get('version')!r}, this loader reads version {VERSION}")
-    cp = Checkpoint(finished_at=data.get("finished_at"))
+    cp = Checkpoint(finished_at=_not_future(data.get("finished_at"), "finished_at"))
     participants = data.get("participants")
     if not isinstance(participants, dict):
         raise ValueError("'participants' is missing or not an object")
@@ -137,7 +153,8 @@ def from_json(data: object) -> Checkpoint:
                 offset=_optional(raw, "offset", int, where),
                 line=_optional(raw, "line", int, where),
                 tail=_optional(raw, "tail_sha256", str, where),
-                saved_at=_optional(raw, "saved_at", str, where),
+                saved_at=_not_future(_optional(raw, "saved_at", str, where),
+                                     f"{where} saved_at"),
             )
             if entry.last_ts is None and entry.offset is None:
                 raise ValueError(f"entry {where} has neither 'last_ts' nor 'offset'")
@@ -146,7 +163,13 @@ def from_json(data: object) -> Checkpoint:
 
 
 def load(path: Path) -> Checkpoint:
-    """Read the checkpoint; a missing file is an empty checkpoint."""
+    """Read the checkpoint; a missing file is an empty checkpoint.
+
+    Call it under ``locked``: it also removes temporary files that a run killed
+    while writing the checkpoint left behind.
+    """
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
@@ -29,6 +30,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "PARTICIPANT_ID": ("1", "participant of the CSV files directly in DATA_DIR"),
     "INGEST_METHOD": ("copy", "how rows are written: copy (fast) or values (INSERT ... VALUES)"),
     "INGEST_BATCH_ROWS": ("10000", "rows per INSERT statement of the values method"),
+    "SOURCE_TZ": ("UTC", "time zone of timestamps written without a UTC offset"),
+    "INGEST_RETRIES": ("3", "reconnect attempts when the database is unreachable or drops"),
+    "INGEST_RETRY_DELAY": ("2", "seconds before the first reconnect; doubles each time"),
 }
 METHODS = ("copy", "values")
 
@@ -44,8 +48,16 @@ class Config:
     participant_id: int
     batch_rows: int
     method: str
+    source_tz: str
+    retries: int
+    retry_delay: float
     # Keyword arguments for psycopg2.connect (dsn=... or host=..., port=..., ...).
     connect_args: dict[str, str] = field(repr=False)
+
+    @property
+    def rejects_file(self) -> Path:
+        """Rows that could not be loaded, beside the checkpoint."""
+        return self.checkpoint_file.parent / "rejects.csv"
 
     def target(self) -> str:
         """Where the loader connects, for messages: never includes the password."""
@@ -64,15 +76,42 @@ def mask_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _positive_int(env: Mapping[str, str], name: str) -> int:
+def _whole(env: Mapping[str, str], name: str, minimum: int) -> int:
     raw = env[name].strip()
     try:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < 1:
-        raise ConfigError(f"{name}={raw!r} must be at least 1")
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
     return value
+
+
+def _positive_int(env: Mapping[str, str], name: str) -> int:
+    return _whole(env, name, minimum=1)
+
+
+def _seconds(env: Mapping[str, str], name: str) -> float:
+    raw = env[name].strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 <= value <= 3600:
+        raise ConfigError(f"{name}={raw!r} must be between 0 and 3600 seconds")
+    return value
+
+
+def _time_zone(raw: str) -> str:
+    name = raw.strip()
+    if name.upper() == "UTC":
+        return "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"SOURCE_TZ={raw!r} is not a time zone name such as "
+                          "Europe/Berlin") from None
+    return name
 
 
 def _method(raw: str) -> str:
@@ -103,5 +142,8 @@ def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".
         participant_id=_positive_int(env, "PARTICIPANT_ID"),
         batch_rows=_positive_int(env, "INGEST_BATCH_ROWS"),
         method=_method(env["INGEST_METHOD"]),
+        source_tz=_time_zone(env["SOURCE_TZ"]),
+        retries=_whole(env, "INGEST_RETRIES", minimum=0),
+        retry_delay=_seconds(env, "INGEST_RETRY_DELAY"),
         connect_args=connect_args,
     )

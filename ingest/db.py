@@ -9,7 +9,10 @@ batches of ``INSERT ... VALUES ... ON CONFLICT DO NOTHING`` (execute_values).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import contextlib
+import io
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import psycopg2
@@ -43,8 +46,12 @@ MERGE_STAGE = sql.SQL(
     "INSERT INTO {table} (ts, participant, metric, value) "
     "SELECT ts, participant, metric, value FROM {stage} ON CONFLICT DO NOTHING"
 ).format(table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE))
-NEWEST = sql.SQL("SELECT max(ts) AT TIME ZONE 'UTC' FROM {table} "
-                 "WHERE participant = %s AND metric = %s").format(table=sql.Identifier(TABLE))
+# Both answer from the primary key index (ts, participant, metric) without
+# visiting older rows, so they cost the same after a month or after years.
+STORED_AT = sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE ts = %s AND participant = %s "
+                    "AND metric = %s)").format(table=sql.Identifier(TABLE))
+STORED_SINCE = sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE ts >= %s AND participant = %s "
+                       "AND metric = %s)").format(table=sql.Identifier(TABLE))
 
 INSERT = sql.SQL(
     "INSERT INTO {table} (ts, participant, metric, value) VALUES %s ON CONFLICT DO NOTHING"
@@ -56,7 +63,13 @@ class DatabaseError(Exception):
 
 
 def first_line(e: BaseException) -> str:
-    """The first line of a driver error, without libpq's trailing detail."""
+    """The first line of a driver error, without libpq's trailing detail.
+
+    "connection already closed" from the rollback after a lost connection hides
+    the reason the connection was lost: report that one instead.
+    """
+    if isinstance(e, psycopg2.InterfaceError) and isinstance(e.__context__, psycopg2.Error):
+        e = e.__context__
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0]
 
@@ -76,6 +89,22 @@ IS_HYPERTABLE = sql.SQL(
     "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = {table} "
     "AND hypertable_schema = current_schema()").format(table=sql.Literal(TABLE))
 HAS_EXTENSION = "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"
+
+
+def connect_with_retries(connect_args: Mapping[str, str], target: str, retries: int,
+                         delay_s: float, on_retry: Callable[[str], None]) -> Connection:
+    """connect(), tried ``retries`` more times with doubling delays before giving up."""
+    for attempt in range(retries + 1):
+        try:
+            return connect(connect_args, target)
+        except DatabaseError as e:
+            if attempt == retries:
+                tries = f" (gave up after {retries + 1} attempts)" if retries else ""
+                raise DatabaseError(f"{e}{tries}") from None
+            wait = delay_s * 2 ** attempt
+            on_retry(f"{e}; trying again in {wait:g} s")
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def ensure_schema(conn: Connection) -> None:
@@ -111,11 +140,20 @@ def insert_rows(cur, participant: int, metric: str, ts: np.ndarray, values: np.n
     return cur.rowcount
 
 
-def newest_ts(cur, participant: int, metric: str) -> np.datetime64 | None:
-    """The newest ``ts`` stored for one participant's metric, or None."""
-    cur.execute(NEWEST, (participant, metric))
-    newest = cur.fetchone()[0]
-    return None if newest is None else np.datetime64(newest, "us")
+def _utc_text(ts: np.datetime64) -> str:
+    return f"{np.datetime_as_string(ts, unit='us')}Z"
+
+
+def stored_at(cur, participant: int, metric: str, ts: np.datetime64) -> bool:
+    """Whether the row at ``ts`` is stored for this participant's metric."""
+    cur.execute(STORED_AT, (_utc_text(ts), participant, metric))
+    return cur.fetchone()[0]
+
+
+def stored_since(cur, participant: int, metric: str, ts: np.datetime64) -> bool:
+    """Whether any row at or after ``ts`` is stored for this participant's metric."""
+    cur.execute(STORED_SINCE, (_utc_text(ts), participant, metric))
+    return cur.fetchone()[0]
 
 
 def line_suffix(participant: int, metric: str) -> bytes:
@@ -171,7 +209,10 @@ def copy_rows(cur, payloads: Iterable[bytes], direct: bool) -> tuple[int, int]:
         cur.execute(CREATE_STAGE)
     statement = sql.SQL(COPY_INTO).format(table=sql.Identifier(target), columns=COLUMNS_IN_COPY)
     try:
-        cur.copy_expert(statement.as_string(cur), feed, size=1 << 20)
+        # When the connection breaks mid-COPY, psycopg2 also prints a SystemError of its
+        # own on stderr; the caller reports the error itself, in one line.
+        with contextlib.redirect_stderr(io.StringIO()):
+            cur.copy_expert(statement.as_string(cur), feed, size=1 << 20)
     except psycopg2.Error:
         if feed.error is not None:
             raise feed.error from None

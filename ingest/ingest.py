@@ -31,6 +31,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--method", choices=config.METHODS,
                         help="how rows are written (default: INGEST_METHOD, else copy): copy "
                              "streams COPY, values sends INSERT ... VALUES batches")
+    parser.add_argument("--full", action="store_true",
+                        help="ignore the checkpoint for this run: offer every row again (rows "
+                             "already stored are skipped); the same as the light reset")
     return parser.parse_args(argv)
 
 
@@ -38,27 +41,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # each line reaches cron's log as it happens
 
-    def warn(message: str) -> None:
-        print(f"error: {message}", file=sys.stderr, flush=True)
+    def warn(level: str, message: str) -> None:
+        print(f"{level}: {message}", file=sys.stderr, flush=True)
 
     try:
         cfg = config.load()
         if args.method:
             cfg = dataclasses.replace(cfg, method=args.method)
-        result = loader.run(cfg, report=print, warn=warn)
+        result = loader.run(cfg, report=print, warn=warn, full=args.full)
     except LockedError as e:
-        warn(str(e))
+        warn("error", str(e))
         return EXIT_LOCKED
     except (config.ConfigError, SourceError, CheckpointError, DatabaseError) as e:
-        warn(str(e))
+        warn("error", str(e))
         return 1
     except KeyboardInterrupt:
-        warn("interrupted; rows not yet committed will be offered again on the next run")
+        warn("error", "interrupted; rows not yet committed will be offered again on the next run")
         return 130
 
     if not result.ok:
         failed = len(result.errors)
-        warn(f"ingestion incomplete: {failed} file{'s' if failed != 1 else ''} not loaded")
+        warn("error", f"ingestion incomplete: {failed} file{'s' if failed != 1 else ''} not loaded")
         return 1
     print("ingestion complete")
     return 0

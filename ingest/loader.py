@@ -14,8 +14,10 @@ skipping them, and ``ON CONFLICT DO NOTHING`` turns re-offered rows into
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import psycopg2
@@ -26,6 +28,7 @@ import db
 from config import Config
 from source import (
     Position,
+    Reject,
     SourceError,
     SourceFile,
     discover,
@@ -34,6 +37,8 @@ from source import (
     read_blocks,
     tail_hash,
 )
+
+MAX_REJECTS = 10_000  # more bad rows than this in one file: it is probably not a metric file
 
 
 @dataclass
@@ -44,6 +49,9 @@ class FileResult:
     newest: np.datetime64 | None = None
     end: Position | None = None  # where reading stopped
     rescanned: bool = False  # the file changed under the checkpoint: read from the start
+    reloaded: bool = False  # the database lacked rows the checkpoint claimed: read from the start
+    rejects: list[Reject] = field(default_factory=list)
+    mark_before: np.datetime64 | None = None  # the checkpoint's mark when the file was loaded
     error: str | None = None
 
     @property
@@ -54,11 +62,34 @@ class FileResult:
         if self.newest is None or newest > self.newest:
             self.newest = newest
 
+    def reject(self, rejects: list[Reject]) -> None:
+        self.rejects += rejects
+        if len(self.rejects) > MAX_REJECTS:
+            raise SourceError(f"{self.source.path}: more than {MAX_REJECTS:,} bad rows (the "
+                              f"first on line {self.rejects[0].line}: {self.rejects[0].reason}); "
+                              "is it a metric file?")
+
+    def notes(self) -> list[str]:
+        """What the user should know about how this file was read."""
+        path, label = self.source.path, self.source.label
+        if self.reloaded:
+            return [f"raw_data holds no {label} rows up to the checkpoint's "
+                    f"{checkpoint.format_ts(self.mark_before)} (was the database reset?); "
+                    f"read {path} again from the start"]
+        if self.rescanned:
+            return [f"{path} changed since the last run (rewritten or truncated); read it "
+                    "again from the start, offering rows newer than "
+                    f"{checkpoint.format_ts(self.mark_before)} (--full offers every row)"]
+        return []
+
     def summary(self) -> str:
         line = f"Ingested {self.inserted:,} rows → {self.source.label}"
+        extra = []
         if self.already_present:
-            line += f" ({self.already_present:,} already present)"
-        return line
+            extra.append(f"{self.already_present:,} already present")
+        if self.rejects:
+            extra.append(f"{len(self.rejects):,} rejected")
+        return line + (f" ({', '.join(extra)})" if extra else "")
 
 
 @dataclass
@@ -69,6 +100,10 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def rejected(self) -> int:
+        return sum(len(f.rejects) for f in self.files)
 
 
 @dataclass(frozen=True)
@@ -95,35 +130,47 @@ def plan(source: SourceFile, entry: checkpoint.Entry | None) -> Plan:
     return Plan(Position(), entry.last_ts, rescanned=entry.offset is not None)
 
 
-def _payloads(source: SourceFile, p: Plan, result: FileResult, parse_all: bool) -> Iterator[bytes]:
+def _parsed(block, p: Plan, result: FileResult, source_tz: str):
+    """The block's good rows that are to be offered; its bad rows go to ``result``."""
+    chunk, rejects = parse_block(block, source_tz)
+    result.reject(rejects)
+    return newer_than(chunk, p.only_newer_than)
+
+
+def _payloads(source: SourceFile, p: Plan, result: FileResult, parse_all: bool,
+              source_tz: str) -> Iterator[bytes]:
     """COPY data for the rows to offer, block by block; plain blocks pass through unparsed."""
     suffix = db.line_suffix(source.participant, source.metric)
+    naive_ok = source_tz == "UTC"  # the session's time zone is UTC
     for block in read_blocks(source.path, p.start):
-        span = None if p.only_newer_than is not None or parse_all else block.plain_span()
+        span = (None if p.only_newer_than is not None or parse_all
+                else block.plain_span(naive_ok))
         if span is not None:
             result.saw(max(span))
             yield db.block_payload(block.data, suffix)
         else:
-            chunk = newer_than(parse_block(block, source.path), p.only_newer_than)
+            chunk = _parsed(block, p, result, source_tz)
             if len(chunk):
                 result.saw(chunk.ts.max())
                 yield db.chunk_payload(chunk.ts, chunk.values, suffix)
         result.end = block.end
 
 
-def _copy_file(conn, source: SourceFile, p: Plan, direct: bool, parse_all: bool) -> FileResult:
+def _copy_file(conn, source: SourceFile, p: Plan, direct: bool, parse_all: bool,
+               source_tz: str) -> FileResult:
     result = FileResult(source, end=p.start, rescanned=p.rescanned)
     with conn, conn.cursor() as cur:
         result.offered, result.inserted = db.copy_rows(
-            cur, _payloads(source, p, result, parse_all), direct)
+            cur, _payloads(source, p, result, parse_all, source_tz), direct)
     return result
 
 
-def _values_file(conn, source: SourceFile, p: Plan, batch_rows: int) -> FileResult:
+def _values_file(conn, source: SourceFile, p: Plan, batch_rows: int,
+                 source_tz: str) -> FileResult:
     result = FileResult(source, end=p.start, rescanned=p.rescanned)
     with conn, conn.cursor() as cur:
         for block in read_blocks(source.path, p.start):
-            chunk = newer_than(parse_block(block, source.path), p.only_newer_than)
+            chunk = _parsed(block, p, result, source_tz)
             for i in range(0, len(chunk), batch_rows):
                 ts, values = chunk.ts[i : i + batch_rows], chunk.values[i : i + batch_rows]
                 result.inserted += db.insert_rows(cur, source.participant, source.metric,
@@ -135,64 +182,99 @@ def _values_file(conn, source: SourceFile, p: Plan, batch_rows: int) -> FileResu
 
 
 def load_file(conn, source: SourceFile, entry: checkpoint.Entry | None,
-              method: str = "copy", batch_rows: int = 10_000) -> FileResult:
+              method: str = "copy", batch_rows: int = 10_000,
+              source_tz: str = "UTC") -> FileResult:
     """Offer what the file gained since ``entry`` in one transaction, committed at the end."""
-    p = plan(source, entry)
+    # The checkpoint says the row at last_ts was loaded, but the table does not have it:
+    # the database was reset or rows were deleted. Believing the checkpoint would skip
+    # those rows forever, so read the file from the start instead.
+    reloaded = False
+    if entry is not None and entry.last_ts is not None:
+        with conn, conn.cursor() as cur:
+            reloaded = not db.stored_at(cur, source.participant, source.metric, entry.last_ts)
+    p = plan(source, None if reloaded else entry)
     if method == "values":
-        return _values_file(conn, source, p, batch_rows)
-    # Straight into the hypertable when the first row to offer is newer than anything
-    # stored for this participant and metric (the daily case): no row can conflict
-    # unless the file is out of order, and then COPY fails and staging takes over.
-    with conn, conn.cursor() as cur:
-        stored = db.newest_ts(cur, source.participant, source.metric)
-    first = _first_ts(source, p)
-    direct = first is not None and (stored is None or first > stored)
+        result = _values_file(conn, source, p, batch_rows, source_tz)
+    else:
+        result = _copy_load(conn, source, p, source_tz)
+    result.reloaded = reloaded
+    return result
+
+
+def _copy_load(conn, source: SourceFile, p: Plan, source_tz: str) -> FileResult:
+    # Straight into the hypertable when nothing is stored for this participant and metric
+    # from the first row to offer on (the daily case): no row can conflict unless the file
+    # is out of order, and then COPY fails and staging takes over.
+    first = _first_ts(source, p, source_tz)
+    direct = False
+    if first is not None:
+        with conn, conn.cursor() as cur:
+            direct = not db.stored_since(cur, source.participant, source.metric, first)
     try:
-        return _copy_file(conn, source, p, direct, parse_all=False)
+        return _copy_file(conn, source, p, direct, parse_all=False, source_tz=source_tz)
     except psycopg2.errors.UniqueViolation:
-        return _copy_file(conn, source, p, direct=False, parse_all=False)
+        return _copy_file(conn, source, p, direct=False, parse_all=False, source_tz=source_tz)
     except psycopg2.DataError:
         # A line of the plain shape that the server still refused (say 2024-02-30):
-        # parse every row, which names the bad line.
-        return _copy_file(conn, source, p, direct=False, parse_all=True)
+        # parse every row, which finds the bad ones.
+        return _copy_file(conn, source, p, direct=False, parse_all=True, source_tz=source_tz)
 
 
-def _first_ts(source: SourceFile, p: Plan) -> np.datetime64 | None:
+def _first_ts(source: SourceFile, p: Plan, source_tz: str) -> np.datetime64 | None:
     """Timestamp of the first row that would be read, when it is plain; else None."""
     for block in read_blocks(source.path, p.start, block_bytes=64 * 1024):
-        span = block.plain_span()
+        span = block.plain_span(naive_ok=source_tz == "UTC")
         return None if span is None else span[0]
     return None
 
 
-def run(cfg: Config, report: Callable[[str], None], warn: Callable[[str], None]) -> RunResult:
-    """Load every source file; ``report`` gets the summary lines, ``warn`` the errors.
+def run(cfg: Config, report: Callable[[str], None],
+        warn: Callable[[str, str], None], full: bool = False) -> RunResult:
+    """Load every source file; ``report`` gets the summary lines, ``warn(level, text)`` the rest.
+
+    ``full`` ignores the checkpoint for this run: every row is offered again.
 
     Raises ConfigError, SourceError, CheckpointError (LockedError when another
     run is in progress) or DatabaseError when the run cannot start or the
-    database goes away; a problem with one file only fails that file.
+    database stays unreachable; a problem with one file only fails that file.
     """
     files, problems = discover(cfg.data_dir, cfg.participant_id)
     outcome = RunResult()
     for problem in problems:
         outcome.errors.append(str(problem))
-        warn(str(problem))
+        warn("error", str(problem))
+
+    def retrying(text: str) -> None:
+        warn("warning", text)
 
     with checkpoint.locked(cfg.checkpoint_file):
         cp = checkpoint.load(cfg.checkpoint_file)
-        conn = db.connect(cfg.connect_args, cfg.target())
+        conn = db.connect_with_retries(cfg.connect_args, cfg.target(), cfg.retries,
+                                       cfg.retry_delay, retrying)
         try:
             db.ensure_schema(conn)
             for source in files:
-                result = _load_one(conn, source, cp, cfg)
+                for attempt in range(cfg.retries + 1):
+                    try:
+                        result = _load_one(conn, source, cp, cfg, full)
+                        break
+                    except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+                        # The connection broke mid-file: nothing of the file was committed
+                        # and its checkpoint entry is unchanged, so load it again.
+                        if attempt == cfg.retries:
+                            raise
+                        retrying(f"lost the database while loading {source.label} "
+                                 f"({db.first_line(e)}); reconnecting")
+                        conn.close()
+                        conn = db.connect_with_retries(cfg.connect_args, cfg.target(),
+                                                       cfg.retries, cfg.retry_delay, retrying)
                 outcome.files.append(result)
                 if result.error:
                     outcome.errors.append(result.error)
-                    warn(result.error)
+                    warn("error", result.error)
                     continue
-                if result.rescanned:
-                    report(f"note: {source.path} changed since the last run (rewritten or "
-                           "truncated); read it again from the start")
+                for note in result.notes():
+                    report(f"note: {note}")
                 report(result.summary())
         except psycopg2.Error as e:
             raise db.DatabaseError(
@@ -200,27 +282,55 @@ def run(cfg: Config, report: Callable[[str], None], warn: Callable[[str], None])
         finally:
             conn.close()
 
+        if outcome.rejected:
+            report(f"note: {outcome.rejected:,} rows rejected, listed in {cfg.rejects_file}")
         if outcome.ok:
             cp.finished_at = checkpoint.now_utc()
             checkpoint.save(cfg.checkpoint_file, cp)
     return outcome
 
 
-def _load_one(conn, source: SourceFile, cp: checkpoint.Checkpoint, cfg: Config) -> FileResult:
+def _load_one(conn, source: SourceFile, cp: checkpoint.Checkpoint, cfg: Config,
+              full: bool) -> FileResult:
     """Load one file, then record how far it got; a bad file gives a FileResult with ``error``."""
-    entry = cp.entry(source.participant, source.metric)
+    entry = None if full else cp.entry(source.participant, source.metric)
     try:
-        result = load_file(conn, source, entry, cfg.method, cfg.batch_rows)
+        result = load_file(conn, source, entry, cfg.method, cfg.batch_rows, cfg.source_tz)
     except SourceError as e:
         reason = str(e)
     except psycopg2.DataError as e:
         reason = f"{source.path}: the database refused a row: {db.first_line(e)}"
     else:
+        result.mark_before = entry.last_ts if entry else None
+        if result.rejects:
+            append_rejects(cfg.rejects_file, source, result.rejects)
         end = result.end
-        if result.newest is not None or entry is None or end.offset != entry.offset:
+        if (result.newest is not None or result.reloaded or entry is None
+                or end.offset != entry.offset):
             cp.record(source.participant, source.metric, result.newest, end.offset, end.line,
-                      tail_hash(source.path, end.offset))
+                      tail_hash(source.path, end.offset), reset_mark=result.reloaded)
             checkpoint.save(cfg.checkpoint_file, cp)
         return result
     return FileResult(source, error=f"{reason} ({source.label} not loaded; "
                                     "its checkpoint is unchanged)")
+
+
+REJECTS_HEADER = ["rejected_at", "file", "line", "reason", "raw_line"]
+
+
+def append_rejects(path: Path, source: SourceFile, rejects: list[Reject]) -> None:
+    """Add the rows to the rejects file (CSV), creating it with a header when new."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists() or path.stat().st_size == 0
+        with path.open("a", encoding="utf-8", newline="") as f:
+            out = csv.writer(f)
+            if new:
+                out.writerow(REJECTS_HEADER)
+            when = checkpoint.now_utc()
+            for r in rejects:
+                out.writerow([when, str(source.path), r.line, r.reason,
+                              r.raw.decode("utf-8", "backslashreplace")])
+    except OSError as e:
+        raise checkpoint.CheckpointError(
+            f"{path}: cannot write the rejects file: {e.strerror}") from None

@@ -11,8 +11,8 @@ the exact line of a bad row. Nothing here touches the database or the checkpoint
 
 from __future__ import annotations
 
+import csv
 import hashlib
-import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ PLAIN_BYTES = b"0123456789-+:.,TZeE \n"
 _LINE_START = rb"\d{4}-[01]\d-[0-3]\d[T ](?:[01]\d|2[0-3]):[0-5]\d"
 FIRST_LINE_PLAIN = re.compile(_LINE_START)
 NEXT_LINE_NOT_PLAIN = re.compile(rb"\n(?!" + _LINE_START + rb")")
+NAIVE_TS = re.compile(rb"[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?,")  # the time, then straight the comma
 
 
 class SourceError(Exception):
@@ -111,25 +112,41 @@ class Position:
 
 
 @dataclass(frozen=True)
+class Reject:
+    """A row that cannot be loaded: where it is, why, and the line as it was read."""
+
+    line: int
+    reason: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
 class Block:
     data: bytes  # whole lines, each ending in \n (CRLF already turned into LF)
     first_line: int  # line number of the first of them in the file
     end: Position  # where the next block starts
+    rejects: tuple[Reject, ...] = ()  # lines too long to read, skipped just before ``data``
 
     @property
     def rows(self) -> int:
         return self.data.count(b"\n")
 
-    def is_plain(self) -> bool:
-        """True when the block may go to the database unparsed (see the module's docstring)."""
-        data = self.data
-        return (not data.translate(None, PLAIN_BYTES)
-                and FIRST_LINE_PLAIN.match(data) is not None
-                and NEXT_LINE_NOT_PLAIN.search(data, 0, len(data) - 1) is None)
+    def is_plain(self, naive_ok: bool = True) -> bool:
+        """True when the block may go to the database unparsed (see the module's docstring).
 
-    def plain_span(self) -> tuple[np.datetime64, np.datetime64] | None:
+        With ``naive_ok`` False, a timestamp without a UTC offset makes it not plain
+        (it must be placed in the source time zone row by row).
+        """
+        data = self.data
+        return (not self.rejects
+                and not data.translate(None, PLAIN_BYTES)
+                and FIRST_LINE_PLAIN.match(data) is not None
+                and NEXT_LINE_NOT_PLAIN.search(data, 0, len(data) - 1) is None
+                and (naive_ok or NAIVE_TS.search(data) is None))
+
+    def plain_span(self, naive_ok: bool = True) -> tuple[np.datetime64, np.datetime64] | None:
         """For a plain block, the timestamps of its first and last line; else None."""
-        if not self.is_plain():
+        if not self.is_plain(naive_ok):
             return None
         first = self.data[: self.data.index(b",")]
         last_start = self.data.rfind(b"\n", 0, len(self.data) - 1) + 1
@@ -160,33 +177,56 @@ def read_blocks(path: Path, start: Position = Position(),
                 block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
     """The file's lines from ``start`` on, in blocks; checks the header when starting at 0.
 
-    A last line without a line ending is read as complete.
+    A last line without a line ending is read as complete. A line longer than
+    MAX_LINE_BYTES is skipped (never held in memory whole) and handed on as a
+    Reject of the next block.
     """
     try:
         with path.open("rb") as f:
             f.seek(start.offset)
-            offset, line = start.offset, start.line
+            offset, line = start.offset, start.line  # file position and number of ``carry``
             if offset == 0:
                 header = f.readline(MAX_LINE_BYTES)
                 check_header(path, header)
                 offset, line = len(header), 2
             carry = b""
+            skipping: Reject | None = None
+            rejects: list[Reject] = []
             while piece := f.read(block_bytes):
+                if skipping is not None:  # inside an over-long line: drop bytes to its end
+                    nl = piece.find(b"\n")
+                    if nl < 0:
+                        offset += len(piece)
+                        continue
+                    rejects.append(skipping)
+                    skipping = None
+                    offset, line = offset + nl + 1, line + 1
+                    piece = piece[nl + 1 :]
                 data = carry + piece
                 cut = data.rfind(b"\n") + 1
                 if cut == 0:
                     if len(data) > MAX_LINE_BYTES:
-                        raise SourceError(f"{path}:{line}: line longer than "
-                                          f"{MAX_LINE_BYTES:,} bytes")
-                    carry = data
+                        skipping = Reject(line, f"line longer than {MAX_LINE_BYTES:,} bytes",
+                                          data[:200])
+                        offset, carry = offset + len(data), b""
+                    else:
+                        carry = data
                     continue
                 carry = data[cut:]
                 rows = data.count(b"\n", 0, cut)
-                yield Block(_lf(data[:cut]), line, Position(offset + cut, line + rows))
+                yield Block(_lf(data[:cut]), line, Position(offset + cut, line + rows),
+                            tuple(rejects))
+                rejects = []
                 offset += cut
                 line += rows
+            if skipping is not None:  # the over-long line was the last one
+                rejects.append(skipping)
+                line += 1
             if carry:
-                yield Block(_lf(carry) + b"\n", line, Position(offset + len(carry), line + 1))
+                yield Block(_lf(carry) + b"\n", line, Position(offset + len(carry), line + 1),
+                            tuple(rejects))
+            elif rejects:
+                yield Block(b"", line, Position(offset, line), tuple(rejects))
     except OSError as e:
         raise SourceError(f"{path}: cannot read: {e.strerror}") from None
 
@@ -202,64 +242,98 @@ def tail_hash(path: Path, offset: int) -> str:
         return hashlib.sha256(f.read(min(offset, TAIL_BYTES))).hexdigest()
 
 
-def parse_block(block: Block, path: Path) -> Chunk:
-    """Parse a block row by row; the first bad row raises SourceError naming its line."""
+def parse_block(block: Block, source_tz: str = "UTC") -> tuple[Chunk, list[Reject]]:
+    """Parse a block row by row: the good rows, and a Reject for each bad one.
+
+    Blank lines are skipped. Timestamps without a UTC offset are read in
+    ``source_tz`` (see ``localize``).
+    """
     import pandas as pd  # only here: a run with nothing to parse never pays for the import
 
-    try:
-        text = block.data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = block.first_line + block.data.count(b"\n", 0, e.start)
-        raise SourceError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
-    try:
-        frame = pd.read_csv(io.StringIO(text), header=None, names=list(HEADER), dtype=str,
-                            keep_default_na=False, skip_blank_lines=False)
-    except pd.errors.ParserError as e:
-        raise SourceError(_parser_message(path, e, block.first_line)) from None
-    return parse_rows(frame["ts"], frame["value"], path, block.first_line)
+    rejects = list(block.rejects)
+    ts_text, value_text, lines, raws = [], [], [], []
+    for i, raw in enumerate(block.data.split(b"\n")[:-1]):
+        line = block.first_line + i
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            rejects.append(Reject(line, f"not UTF-8 text ({e.reason} at byte {e.start})", raw))
+            continue
+        if not text.strip():
+            continue
+        fields = next(csv.reader([text])) if '"' in text else text.split(",")
+        if len(fields) != 2:
+            rejects.append(Reject(line, f"{len(fields)} fields, expected 2", raw))
+            continue
+        ts_text.append(fields[0].strip())
+        value_text.append(fields[1].strip())
+        lines.append(line)
+        raws.append(raw)
+
+    ts = pd.Series(ts_text, dtype=object)
+    values = pd.Series(value_text, dtype=object)
+    stamps, ts_reasons = localize(ts, source_tz)
+    empty = (values == "").to_numpy()
+    numbers = pd.to_numeric(values.mask(empty), errors="coerce").to_numpy(
+        dtype="float64", na_value=np.nan)
+    bad_value = ~np.isfinite(numbers) & ~empty
+
+    good = np.ones(len(ts), dtype=bool)
+    for i in np.flatnonzero(ts_reasons.notna().to_numpy() | bad_value):
+        reason = ts_reasons.iloc[i]
+        if not isinstance(reason, str):
+            reason = f"value {value_text[i][:60]!r} is not a finite number"
+        rejects.append(Reject(lines[i], reason, raws[i]))
+        good[i] = False
+    rejects.sort(key=lambda r: r.line)
+    return Chunk(stamps[good], numbers[good]), rejects
 
 
-def _parser_message(path: Path, e: Exception, first_line: int) -> str:
-    text = str(e).strip()
-    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
-    if m:
-        line = first_line + int(m.group(2)) - 1
-        return f"{path}:{line}: {m.group(3)} fields, expected {m.group(1)}"
-    return f"{path}:{first_line}+: {text.removeprefix('Error tokenizing data. C error: ')}"
+def localize(ts: pd.Series, source_tz: str) -> tuple[np.ndarray, pd.Series]:
+    """Timestamps as datetime64[us] in UTC, and per row None or why it cannot be read.
 
-
-def parse_rows(ts: pd.Series, values: pd.Series, path: Path, first_line: int) -> Chunk:
-    """Parse raw string Series into a Chunk; row ``i`` of the Series is on line ``first_line + i``.
-
-    Blank lines are dropped. The first bad row raises SourceError with its line.
+    A timestamp with a UTC offset means that instant. One without is local time
+    in ``source_tz``: in the repeated hour of an autumn DST change, the file's
+    order says which is which (the first pass is summer time); where it cannot
+    tell, the rows are refused, and a time in the spring-forward gap, which
+    does not exist, is refused too.
     """
     import pandas as pd
 
-    ts = ts.str.strip()
-    raw_values = values.str.strip()
-    blank = ((ts == "") & (raw_values == "")).to_numpy()
-    if blank.any():
-        ts, raw_values = ts[~blank], raw_values[~blank]
+    reasons = pd.Series([None] * len(ts), dtype=object)
+    out = np.full(len(ts), np.datetime64("NaT"), dtype="datetime64[us]")
+    year_first = ts.str.match(r"\d{4}-").fillna(False).to_numpy(dtype=bool)  # not "now"
+    has_offset = ts.str.contains(r"[T ]\d\d:\d\d.*(?:Z|[+-]\d\d(?::?\d\d)?)$").fillna(
+        False).to_numpy(dtype=bool)
+    if source_tz == "UTC":
+        has_offset = np.ones(len(ts), dtype=bool)  # offset-less is UTC: parse all alike
 
-    parsed_ts = pd.to_datetime(ts, format="ISO8601", utc=True, errors="coerce")
-    # pandas also takes "now" and "today": an ISO 8601 date starts with its year.
-    bad_ts = (parsed_ts.isna() | ~ts.str.match(r"\d{4}-")).to_numpy()
-    if bad_ts.any():
-        i = int(np.argmax(bad_ts))
-        raise SourceError(f"{path}:{first_line + ts.index[i]}: timestamp "
-                          f"{ts.iloc[i][:60]!r} is not ISO 8601")
-
-    empty = (raw_values == "").to_numpy()
-    numbers = pd.to_numeric(raw_values.mask(raw_values == ""), errors="coerce").to_numpy(
-        dtype="float64", na_value=np.nan)
-    bad_value = ~np.isfinite(numbers) & ~empty
-    if bad_value.any():
-        i = int(np.argmax(bad_value))
-        raise SourceError(f"{path}:{first_line + ts.index[i]}: value "
-                          f"{raw_values.iloc[i][:60]!r} is not a finite number")
-
-    stamps = parsed_ts.dt.tz_convert(None).to_numpy(dtype="datetime64[us]")
-    return Chunk(stamps, numbers)
+    aware = pd.to_datetime(ts[has_offset], format="ISO8601", utc=True, errors="coerce")
+    out[has_offset] = aware.dt.tz_convert(None).to_numpy(dtype="datetime64[us]")
+    naive_idx = np.flatnonzero(~has_offset)
+    if len(naive_idx):
+        local = pd.to_datetime(ts.iloc[naive_idx], format="ISO8601", errors="coerce")
+        gap = local.dt.tz_localize(source_tz, ambiguous=np.ones(len(local), dtype=bool),
+                                   nonexistent="NaT").isna() & local.notna()
+        placed = local.dt.tz_localize(source_tz, ambiguous="NaT", nonexistent="NaT")
+        ambiguous = placed.isna() & local.notna() & ~gap
+        if ambiguous.any():
+            try:  # the order of the repeated hour's rows shows which is which
+                placed[ambiguous] = local[ambiguous].dt.tz_localize(source_tz, ambiguous="infer")
+            except (ValueError, TypeError):
+                for i in np.flatnonzero(ambiguous.to_numpy()):
+                    reasons.iloc[naive_idx[i]] = (
+                        f"local time {ts.iloc[naive_idx[i]]!r} happens twice in {source_tz} "
+                        "(DST change) and the order of rows does not show which")
+        for i in np.flatnonzero(gap.to_numpy()):
+            reasons.iloc[naive_idx[i]] = (f"local time {ts.iloc[naive_idx[i]]!r} does not exist "
+                                          f"in {source_tz} (DST change)")
+        out[naive_idx] = placed.dt.tz_convert("UTC").dt.tz_convert(None).to_numpy(
+            dtype="datetime64[us]")
+    unreadable = (np.isnat(out) | ~year_first) & reasons.isna().to_numpy()
+    for i in np.flatnonzero(unreadable):
+        reasons.iloc[i] = f"timestamp {ts.iloc[i][:60]!r} is not ISO 8601"
+    return out, reasons
 
 
 def newer_than(chunk: Chunk, mark: np.datetime64 | None) -> Chunk:

@@ -74,6 +74,16 @@ def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
         conn.close()
 
 
+def execute(url: str, sql: str, params: tuple = ()) -> None:
+    """Run one statement and commit."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+    finally:
+        conn.close()
+
+
 def table_counts(url: str) -> dict[str, int]:
     """Rows per metric in raw_data."""
     return dict(query(url, "SELECT metric, count(*) FROM raw_data GROUP BY metric"))
@@ -104,10 +114,11 @@ def run_ingest(tmp_path: Path, database_url: str):
         return subprocess.run([sys.executable, str(INGEST), *args], cwd=tmp_path,
                               env=environment(env), capture_output=True, text=True, timeout=600)
 
-    def popen(*args: str, **env: str) -> subprocess.Popen:
-        """Start the loader without waiting; its stdout is a text pipe."""
+    def popen(*args: str, stderr: bool = False, **env: str) -> subprocess.Popen:
+        """Start the loader without waiting; its stdout (and stderr) are text pipes."""
         return subprocess.Popen([sys.executable, str(INGEST), *args], cwd=tmp_path,
-                                env=environment(env), stdout=subprocess.PIPE, text=True)
+                                env=environment(env), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE if stderr else None, text=True)
 
     run.popen = popen
     return run

@@ -86,3 +86,27 @@ def test_unwritable_checkpoint_location_is_a_checkpoint_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(CheckpointError, match=r"cannot write the checkpoint: .*offered again"):
         save(blocker / "last_run.json", Checkpoint())
+
+
+@pytest.mark.parametrize("field", ["finished_at", "saved_at"])
+def test_a_checkpoint_written_in_the_future_is_refused(tmp_path, field):
+    entry = {"last_ts": "2024-01-01T00:00:00+00:00"}
+    data = {"version": 1, "finished_at": None, "participants": {"1": {"hr": entry}}}
+    if field == "finished_at":
+        data["finished_at"] = "2999-01-01T00:00:00+00:00"
+    else:
+        entry["saved_at"] = "2999-01-01T00:00:00+00:00"
+    path = tmp_path / "last_run.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="2999-01-01T00:00:00\\+00:00 lies in the future"):
+        load(path)
+
+
+def test_load_removes_what_a_killed_save_left_behind(tmp_path):
+    path = tmp_path / "last_run.json"
+    cp = Checkpoint()
+    cp.record(1, "hr", us("2024-01-01"))
+    save(path, cp)
+    (tmp_path / ".last_run.json.abc123.tmp").write_text('{"version": 1, "partic')
+    assert load(path).entries == cp.entries
+    assert [p.name for p in tmp_path.iterdir()] == ["last_run.json"]

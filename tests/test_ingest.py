@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -148,19 +149,46 @@ def test_participant_id_setting_labels_a_flat_folder(tmp_path, run_ingest, datab
     assert query(database_url, "SELECT DISTINCT participant FROM raw_data") == [(12,)]
 
 
-def test_bad_row_fails_only_its_metric_and_keeps_its_checkpoint(tmp_path, run_ingest,
-                                                                 database_url):
+def test_bad_rows_go_to_the_rejects_file_and_the_good_rows_load(tmp_path, run_ingest,
+                                                                database_url):
     data = tmp_path / "data"
     synth(data, "--days", "1")
     with (data / "br.csv").open("a") as f:
-        f.write("2024-01-02T00:00:00+00:00,fast\n")
+        f.write("2024-01-02T00:00:00+00:00,fast\nyesterday,14.2\n2024-01-03T00:00:00+00:00,15\n")
+
+    proc = run_ingest()
+
+    assert proc.returncode == 0, proc.stderr
+    rejects = tmp_path / "state" / "rejects.csv"
+    assert "Ingested 2 rows → br (2 rejected)" in lines(proc)
+    assert lines(proc)[-2:] == [f"note: 2 rows rejected, listed in {rejects}",
+                                "ingestion complete"]
+    br = data / "br.csv"
+    with rejects.open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["rejected_at", "file", "line", "reason", "raw_line"]
+    assert [r[1:] for r in rows[1:]] == [
+        [str(br), "3", "value 'fast' is not a finite number", "2024-01-02T00:00:00+00:00,fast"],
+        [str(br), "4", "timestamp 'yesterday' is not ISO 8601", "yesterday,14.2"],
+    ]
+    assert table_counts(database_url)["br"] == 2
+    again = run_ingest()  # the rejected rows are behind the checkpoint now: not reported twice
+    assert "Ingested 0 rows → br" in lines(again) and len(rejects.read_text().splitlines()) == 3
+
+
+def test_a_file_level_problem_fails_only_its_metric_and_keeps_its_checkpoint(
+        tmp_path, run_ingest, database_url):
+    data = tmp_path / "data"
+    synth(data, "--days", "1")
+    br = data / "br.csv"
+    good = br.read_text()
+    br.write_text("time,value\n" + good.split("\n", 1)[1])  # a wrong header
 
     proc = run_ingest()
 
     assert proc.returncode == 1
-    br = data / "br.csv"
     assert proc.stderr.splitlines() == [
-        f"error: {br}:3: value 'fast' is not a finite number (br not loaded; "
+        f"error: {br}:1: header is 'time,value', expected 'ts,value' (br not loaded; "
         "its checkpoint is unchanged)",
         "error: ingestion incomplete: 1 file not loaded",
     ]
@@ -171,28 +199,47 @@ def test_bad_row_fails_only_its_metric_and_keeps_its_checkpoint(tmp_path, run_in
     assert "br" not in saved["participants"]["1"] and "hr" in saved["participants"]["1"]
     assert saved["finished_at"] is None
 
-    # Fixed file: the next run loads br and nothing else.
-    br.write_text("\n".join(br.read_text().splitlines()[:-1]) + "\n")
+    br.write_text(good)  # fixed: the next run loads br and nothing else
     fixed = run_ingest()
     assert fixed.returncode == 0, fixed.stderr
     assert "Ingested 1 rows → br" in lines(fixed)
-    assert table_counts(database_url)["br"] == 1
+    assert "Ingested 0 rows → hr" in lines(fixed)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_unreachable_database_is_one_line_error_without_password(tmp_path, run_ingest):
     synth(tmp_path / "data", "--days", "1")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]
-    proc = run_ingest(DATABASE_URL=f"postgresql://loader:s3cret@127.0.0.1:{closed_port}/wearables")
+    port = closed_port()
+    proc = run_ingest(DATABASE_URL=f"postgresql://loader:s3cret@127.0.0.1:{port}/wearables",
+                      INGEST_RETRIES="0")
     assert proc.returncode == 1
     assert proc.stdout == ""
     err = proc.stderr.splitlines()
     assert len(err) == 1 and "Traceback" not in proc.stderr
     assert err[0].startswith(f"error: cannot connect to postgresql://loader:***@127.0.0.1:"
-                             f"{closed_port}/wearables: ")
+                             f"{port}/wearables: ")
     assert "s3cret" not in proc.stderr
     assert not (tmp_path / "state" / "last_run.json").exists()
+
+
+def test_unreachable_database_is_retried_with_growing_waits_then_given_up(tmp_path, run_ingest):
+    synth(tmp_path / "data", "--days", "1")
+    port = closed_port()
+    started = time.monotonic()
+    proc = run_ingest(DATABASE_URL=f"postgresql://u@127.0.0.1:{port}/w", INGEST_RETRIES="2",
+                      INGEST_RETRY_DELAY="0.5")
+    took = time.monotonic() - started
+    assert proc.returncode == 1
+    err = proc.stderr.splitlines()
+    assert [e.split(": ")[0] for e in err] == ["warning", "warning", "error"]
+    assert err[0].endswith("; trying again in 0.5 s") and err[1].endswith("; trying again in 1 s")
+    assert err[2].endswith("(gave up after 3 attempts)")
+    assert 1.5 <= took < 15
 
 
 def test_missing_data_folder_is_one_line_error(tmp_path, run_ingest):

@@ -9,7 +9,7 @@ import checkpoint
 import db
 from conftest import query
 from loader import load_file, plan
-from source import SourceError, SourceFile, tail_hash
+from source import Reject, SourceError, SourceFile, tail_hash
 
 METHODS = ["copy", "values"]
 
@@ -121,15 +121,15 @@ def test_empty_values_are_stored_as_null(tmp_path, conn, database_url, method):
     assert stored(database_url) == [("01:00", None), ("02:00", 61.5)]
 
 
-def test_a_plain_looking_row_the_server_refuses_is_named_by_its_line(tmp_path, conn,
-                                                                     database_url):
+def test_a_plain_looking_row_the_server_refuses_is_rejected_by_its_line(tmp_path, conn,
+                                                                        database_url):
     # In the middle of a block, so only the server's COPY can notice it.
     source = make(tmp_path, rows((hour(1), 60)) + "2024-02-30T00:00:00+00:00,61\n"
                   + rows((hour(2), 62)))
-    with pytest.raises(SourceError, match=r"hr.csv:3: timestamp '2024-02-30T00:00:00\+00:00' "
-                                          r"is not ISO 8601"):
-        load_file(conn, source, None, "copy")
-    assert stored(database_url) == []  # the file's transaction was rolled back
+    result = load_file(conn, source, None, "copy")
+    assert [(r.line, r.reason) for r in result.rejects] == [
+        (3, "timestamp '2024-02-30T00:00:00+00:00' is not ISO 8601")]
+    assert stored(database_url) == [("01:00", 60.0), ("02:00", 62.0)]
 
 
 def test_out_of_order_rows_in_a_mostly_sorted_file_all_arrive(tmp_path, conn, database_url):
@@ -149,11 +149,29 @@ def test_out_of_order_rows_in_a_mostly_sorted_file_all_arrive(tmp_path, conn, da
     ("2024-01-01T00:00:09+00:00,5,6", "3 fields, expected 2"),  # plain bytes: the server objects
     ("2024-01-01T00:00:09+00:00,1.2.3", "value '1.2.3' is not a finite number"),
 ])
-def test_bad_row_is_named_by_line_whichever_the_method(tmp_path, conn, database_url, method,
-                                                       bad_line, reason):
+def test_bad_row_is_rejected_by_line_and_the_rest_loads_whichever_the_method(
+        tmp_path, conn, database_url, method, bad_line, reason):
     source = make(tmp_path, rows((hour(1), 60), (hour(2), 61)) + bad_line + "\n"
                   + rows((hour(3), 62)))
-    with pytest.raises(SourceError) as e:
-        load_file(conn, source, None, method)
-    assert str(e.value) == f"{source.path}:4: {reason}"
+    result = load_file(conn, source, None, method)
+    assert result.rejects == [Reject(4, reason, bad_line.encode())]
+    assert (result.offered, result.inserted) == (3, 3)
+    assert stored(database_url) == [("01:00", 60.0), ("02:00", 61.0), ("03:00", 62.0)]
+
+
+def test_a_file_of_mostly_bad_rows_fails_whole(tmp_path, conn, database_url, monkeypatch):
+    import loader
+    monkeypatch.setattr(loader, "MAX_REJECTS", 3)
+    source = make(tmp_path, rows((hour(1), 60)) + "x,1\n" * 4)
+    with pytest.raises(SourceError, match=r"hr.csv: more than 3 bad rows \(the first on line "
+                                          r"3: timestamp 'x' is not ISO 8601\); is it a metric"):
+        load_file(conn, source, None, "copy")
     assert stored(database_url) == []
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_offset_less_rows_land_in_utc_from_the_source_time_zone(tmp_path, conn, database_url,
+                                                                method):
+    source = make(tmp_path, "2024-07-01T03:00:00,1\n2024-07-01T04:00:00,2\n")
+    load_file(conn, source, None, method, source_tz="Europe/Berlin")
+    assert stored(database_url) == [("01:00", 1.0), ("02:00", 2.0)]

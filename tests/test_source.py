@@ -8,6 +8,7 @@ import pytest
 from source import (
     Chunk,
     Position,
+    Reject,
     SourceError,
     discover,
     newer_than,
@@ -25,11 +26,19 @@ def write(path, text: str | bytes):
     return path
 
 
+def read_both(path, block_bytes=40, source_tz="UTC") -> tuple[Chunk, list[Reject]]:
+    """Every row of the file parsed row by row, read in small blocks; and the rejects."""
+    parsed = [parse_block(b, source_tz) for b in read_blocks(path, block_bytes=block_bytes)]
+    chunks = [c for c, _ in parsed]
+    chunk = Chunk(np.concatenate([c.ts for c in chunks]) if chunks else np.array([], "M8[us]"),
+                  np.concatenate([c.values for c in chunks]) if chunks else np.array([]))
+    return chunk, [r for _, rejects in parsed for r in rejects]
+
+
 def read_all(path, block_bytes=40) -> Chunk:
-    """Every row of the file, parsed row by row, read in small blocks."""
-    chunks = [parse_block(b, path) for b in read_blocks(path, block_bytes=block_bytes)]
-    return Chunk(np.concatenate([c.ts for c in chunks]) if chunks else np.array([], "M8[us]"),
-                 np.concatenate([c.values for c in chunks]) if chunks else np.array([]))
+    chunk, rejects = read_both(path, block_bytes)
+    assert rejects == []
+    return chunk
 
 
 def us(text: str) -> np.datetime64:
@@ -116,18 +125,26 @@ GOOD = "2024-01-01T00:00:00+00:00,1\n"
     ("2024-02-30T00:00:00+00:00,5", "timestamp '2024-02-30T00:00:00+00:00' is not ISO 8601"),
     ("2024-01-01T00:00:09+00:00,5,6", "3 fields, expected 2"),
 ])
-def test_bad_row_is_reported_with_file_and_line(tmp_path, bad_line, reason):
+def test_bad_row_is_rejected_with_its_line_and_the_good_rows_kept(tmp_path, bad_line, reason):
     # Lines 2-4 good, a blank line 5, the bad row on line 6, in a later block than the first.
     path = write(tmp_path / "hr.csv", "ts,value\n" + GOOD * 3 + "\n" + bad_line + "\n" + GOOD)
-    with pytest.raises(SourceError) as e:
-        read_all(path)
-    assert str(e.value) == f"{path}:6: {reason}"
+    chunk, rejects = read_both(path)
+    assert rejects == [Reject(6, reason, bad_line.encode())]
+    assert chunk.values.tolist() == [1.0] * 4
 
 
-def test_bytes_that_are_not_utf8_are_a_file_error(tmp_path):
-    path = write(tmp_path / "hr.csv", b"ts,value\n2024-01-01T00:00:00+00:00,1\xff\n")
-    with pytest.raises(SourceError, match="not UTF-8"):
-        read_all(path)
+def test_bytes_that_are_not_utf8_reject_their_row(tmp_path):
+    path = write(tmp_path / "hr.csv",
+                 b"ts,value\n2024-01-01T00:00:00+00:00,1\xff\n" + GOOD.encode())
+    chunk, rejects = read_both(path)
+    assert [(r.line, r.reason) for r in rejects] == [
+        (2, "not UTF-8 text (invalid start byte at byte 27)")]
+    assert rejects[0].raw == b"2024-01-01T00:00:00+00:00,1\xff" and len(chunk) == 1
+
+
+def test_quoted_fields_are_read_as_csv(tmp_path):
+    path = write(tmp_path / "hr.csv", 'ts,value\n"2024-01-01T00:00:00Z","61"\n')
+    assert read_all(path).values.tolist() == [61.0]
 
 
 def test_newer_than_keeps_rows_strictly_after_the_mark_in_any_order():
@@ -185,13 +202,19 @@ def test_plain_blocks_are_recognised_and_anything_else_is_not(tmp_path):
         assert not any(b.is_plain() for b in read_blocks(path)), odd
 
 
-def test_a_line_longer_than_the_limit_is_an_error_not_a_memory_hog(tmp_path, monkeypatch):
+@pytest.mark.parametrize("tail", ["\n2024-01-01T00:00:02Z,3\n", ""])
+def test_a_line_longer_than_the_limit_is_rejected_without_reading_it_whole(tmp_path,
+                                                                          monkeypatch, tail):
     import source
     monkeypatch.setattr(source, "MAX_LINE_BYTES", 100)
-    path = write(tmp_path / "hr.csv", "ts,value\n2024-01-01T00:00:00Z,1\n"
-                                      "2024-01-01T00:00:01Z," + "9" * 500 + "\n")
-    with pytest.raises(SourceError, match=r"hr.csv:3: line longer than 100 bytes"):
-        list(read_blocks(path, block_bytes=32))
+    long_line = "2024-01-01T00:00:01Z," + "9" * 500
+    path = write(tmp_path / "hr.csv", "ts,value\n2024-01-01T00:00:00Z,1\n" + long_line + tail)
+    chunk, rejects = read_both(path, block_bytes=32)
+    assert [(r.line, r.reason) for r in rejects] == [(3, "line longer than 100 bytes")]
+    raw = rejects[0].raw  # the start of it, for the rejects file
+    assert long_line.encode().startswith(raw) and 100 < len(raw) <= 200
+    assert chunk.values.tolist() == ([1.0, 3.0] if tail else [1.0])
+    assert list(read_blocks(path, block_bytes=32))[-1].end.offset == path.stat().st_size
 
 
 def test_tail_hash_changes_when_the_bytes_before_the_position_change(tmp_path):
@@ -203,3 +226,55 @@ def test_tail_hash_changes_when_the_bytes_before_the_position_change(tmp_path):
     assert tail_hash(path, size) == before  # appending leaves the read part alone
     write(path, "ts,value\n2024-01-01T00:00:00Z,7\n")  # same size, other content
     assert tail_hash(path, size) != before
+
+
+BERLIN = "Europe/Berlin"  # CEST (+02:00) until 2024-10-27 03:00, then CET (+01:00)
+
+
+def test_offset_less_times_are_read_in_the_source_time_zone(tmp_path):
+    path = write(tmp_path / "hr.csv", "ts,value\n2024-07-01T12:00:00,1\n"
+                                      "2024-07-01T12:00:01+00:00,2\n2024-12-01 12:00:00,3\n")
+    chunk, rejects = read_both(path, source_tz=BERLIN)
+    assert rejects == []
+    assert chunk.ts.tolist() == [us("2024-07-01T10:00:00"), us("2024-07-01T12:00:01"),
+                                 us("2024-12-01T11:00:00")]
+
+
+def test_the_repeated_autumn_hour_keeps_both_passes_in_file_order(tmp_path):
+    rows = ["2024-10-27T01:30:00", "2024-10-27T02:00:00", "2024-10-27T02:30:00",  # summer
+            "2024-10-27T02:00:00", "2024-10-27T02:30:00", "2024-10-27T03:00:00"]  # winter
+    path = write(tmp_path / "hr.csv", "ts,value\n" + "".join(f"{t},{i}\n" for i, t in
+                                                            enumerate(rows)))
+    chunk, rejects = read_both(path, block_bytes=1 << 20, source_tz=BERLIN)
+    assert rejects == []
+    assert chunk.ts.tolist() == [us("2024-10-26T23:30"), us("2024-10-27T00:00"),
+                                 us("2024-10-27T00:30"), us("2024-10-27T01:00"),
+                                 us("2024-10-27T01:30"), us("2024-10-27T02:00")]
+
+
+def test_an_ambiguous_time_the_order_cannot_place_is_rejected(tmp_path):
+    path = write(tmp_path / "hr.csv", "ts,value\n2024-10-27T01:59:00,1\n"
+                                      "2024-10-27T02:30:00,2\n2024-10-27T03:30:00,3\n")
+    chunk, rejects = read_both(path, block_bytes=1 << 20, source_tz=BERLIN)
+    assert [(r.line, r.reason) for r in rejects] == [
+        (3, "local time '2024-10-27T02:30:00' happens twice in Europe/Berlin (DST change) and "
+            "the order of rows does not show which")]
+    assert chunk.values.tolist() == [1.0, 3.0]
+
+
+def test_a_time_in_the_spring_gap_is_rejected_never_shifted(tmp_path):
+    path = write(tmp_path / "hr.csv", "ts,value\n2024-03-31T01:59:00,1\n"
+                                      "2024-03-31T02:30:00,2\n2024-03-31T03:00:00,3\n")
+    chunk, rejects = read_both(path, source_tz=BERLIN)
+    assert [(r.line, r.reason) for r in rejects] == [
+        (3, "local time '2024-03-31T02:30:00' does not exist in Europe/Berlin (DST change)")]
+    assert chunk.ts.tolist() == [us("2024-03-31T00:59"), us("2024-03-31T01:00")]
+
+
+def test_offset_less_blocks_are_not_plain_unless_the_source_is_utc(tmp_path):
+    path = write(tmp_path / "hr.csv", "ts,value\n2024-07-01T12:00:00,1\n")
+    (block,) = read_blocks(path)
+    assert block.is_plain() and not block.is_plain(naive_ok=False)
+    path = write(tmp_path / "hr.csv", "ts,value\n2024-07-01T12:00:00+02:00,1\n")
+    (block,) = read_blocks(path)
+    assert block.is_plain(naive_ok=False)
