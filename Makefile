@@ -25,14 +25,15 @@ db-server:  ## PostgreSQL 15 + TimescaleDB for the tests (skipped with TEST_DATA
 stack-tools:  ## the Compose v2 plugin and Debian's cron, for the stack's tests
 	bash scripts/ensure-stack-tools.sh
 
-test: setup db-server stack-tools  ## run the test suite against a throwaway TimescaleDB
+test: lint db-server stack-tools  ## lint, then the test suite against a throwaway TimescaleDB
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup db-server  ## loader vs psql \copy, side by side (10-15 min; BENCH_ARGS=--help)
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
-lint: setup  ## ruff
+lint: setup  ## ruff on the Python, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/hadolint ingest/Dockerfile
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -33,7 +33,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SOURCE_TZ": ("UTC", "time zone of timestamps written without a UTC offset"),
     "INGEST_RETRIES": ("3", "reconnect attempts when the database is unreachable or drops"),
     "INGEST_RETRY_DELAY": ("2", "seconds before the first reconnect; doubles each time"),
+    "INGEST_TRIGGER": ("manual", "what started the run, for ingest_runs: manual or cron"),
+    "LOG_LEVEL": ("INFO", "least important log lines shown: DEBUG, INFO, WARNING or ERROR"),
 }
+TRIGGERS = ("manual", "cron")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 METHODS = ("copy", "values")
 
 
@@ -51,6 +55,8 @@ class Config:
     source_tz: str
     retries: int
     retry_delay: float
+    trigger: str
+    log_level: str
     # Keyword arguments for psycopg2.connect (dsn=... or host=..., port=..., ...).
     connect_args: dict[str, str] = field(repr=False)
 
@@ -58,6 +64,11 @@ class Config:
     def rejects_file(self) -> Path:
         """Rows that could not be loaded, beside the checkpoint."""
         return self.checkpoint_file.parent / "rejects.csv"
+
+    @property
+    def metrics_file(self) -> Path:
+        """The last run's figures in Prometheus' text format, beside the checkpoint."""
+        return self.checkpoint_file.parent / "wearables_ingest.prom"
 
     def target(self) -> str:
         """Where the loader connects, for messages: never includes the password."""
@@ -114,11 +125,11 @@ def _time_zone(raw: str) -> str:
     return name
 
 
-def _method(raw: str) -> str:
-    method = raw.strip().lower()
-    if method not in METHODS:
-        raise ConfigError(f"INGEST_METHOD={raw!r} is not one of {', '.join(METHODS)}")
-    return method
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], norm) -> str:
+    value = norm(env[name].strip())
+    if value not in choices:
+        raise ConfigError(f"{name}={env[name]!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Config:
@@ -141,9 +152,11 @@ def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".
         checkpoint_file=Path(env["CHECKPOINT_FILE"]),
         participant_id=_positive_int(env, "PARTICIPANT_ID"),
         batch_rows=_positive_int(env, "INGEST_BATCH_ROWS"),
-        method=_method(env["INGEST_METHOD"]),
+        method=_choice(env, "INGEST_METHOD", METHODS, str.lower),
         source_tz=_time_zone(env["SOURCE_TZ"]),
         retries=_whole(env, "INGEST_RETRIES", minimum=0),
         retry_delay=_seconds(env, "INGEST_RETRY_DELAY"),
+        trigger=_choice(env, "INGEST_TRIGGER", TRIGGERS, str.lower),
+        log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, str.upper),
         connect_args=connect_args,
     )

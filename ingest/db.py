@@ -18,7 +18,7 @@ import numpy as np
 import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
-from psycopg2.extras import execute_values
+from psycopg2.extras import Json, execute_values
 
 TABLE = "raw_data"
 
@@ -36,6 +36,29 @@ SCHEMA = [
         table=sql.Literal(TABLE)),
 ]
 
+RUNS = "ingest_runs"
+# A record of every run: written when it starts, completed when it ends, so a run
+# that crashed shows as unfinished (finished IS NULL, status 'running').
+RUNS_SCHEMA = sql.SQL("""
+    CREATE TABLE IF NOT EXISTS {runs} (
+      run_id    BIGSERIAL   PRIMARY KEY,
+      started   TIMESTAMPTZ NOT NULL DEFAULT now(),
+      finished  TIMESTAMPTZ,
+      status    TEXT        NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'ok', 'partial', 'failed')),
+      trigger   TEXT        NOT NULL,
+      metrics   JSONB,
+      error     TEXT
+    )""").format(runs=sql.Identifier(RUNS))
+RUN_START = sql.SQL("INSERT INTO {runs} (trigger) VALUES (%s) RETURNING run_id").format(
+    runs=sql.Identifier(RUNS))
+RUN_END = sql.SQL("UPDATE {runs} SET finished = now(), status = %s, metrics = %s, error = %s "
+                  "WHERE run_id = %s").format(runs=sql.Identifier(RUNS))
+SUMMARY = sql.SQL("SELECT participant, metric, count(*), min(ts) AT TIME ZONE 'UTC', "
+                  "max(ts) AT TIME ZONE 'UTC' FROM {table} GROUP BY 1, 2").format(
+                      table=sql.Identifier(TABLE))
+RUNS_EXISTS = sql.SQL("SELECT to_regclass({runs}) IS NOT NULL").format(runs=sql.Literal(RUNS))
+
 STAGE = "raw_data_stage"
 COLUMNS_IN_COPY = sql.SQL("(ts, value, participant, metric)")  # a CSV line plus two fields
 COPY_INTO = "COPY {table} {columns} FROM STDIN (FORMAT csv)"
@@ -46,6 +69,16 @@ MERGE_STAGE = sql.SQL(
     "INSERT INTO {table} (ts, participant, metric, value) "
     "SELECT ts, participant, metric, value FROM {stage} ON CONFLICT DO NOTHING"
 ).format(table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE))
+TABLE_EXISTS = sql.SQL("SELECT to_regclass({table}) IS NOT NULL").format(
+    table=sql.Literal(TABLE))
+COUNT_NEW = sql.SQL(
+    "SELECT count(*), count(DISTINCT (s.ts, s.participant, s.metric)) FILTER (WHERE NOT EXISTS "
+    "(SELECT 1 FROM {table} r WHERE r.ts = s.ts AND r.participant = s.participant "
+    "AND r.metric = s.metric)) FROM {stage} s").format(
+        table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE))
+COUNT_STAGE = sql.SQL("SELECT count(*), count(DISTINCT (ts, participant, metric)) "
+                      "FROM {stage}").format(stage=sql.Identifier(STAGE))
+
 # Both answer from the primary key index (ts, participant, metric) without
 # visiting older rows, so they cost the same after a month or after years.
 STORED_AT = sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE ts = %s AND participant = %s "
@@ -117,10 +150,27 @@ def ensure_schema(conn: Connection) -> None:
         cur.execute(HAS_EXTENSION)
         if cur.fetchone():
             cur.execute(IS_HYPERTABLE)
-            if cur.fetchone():
+            hypertable = cur.fetchone() is not None
+            cur.execute(RUNS_EXISTS)
+            if hypertable and cur.fetchone()[0]:
                 return
         for statement in SCHEMA:
             cur.execute(statement)
+        cur.execute(RUNS_SCHEMA)
+
+
+def start_run(conn: Connection, trigger: str) -> int:
+    """Record that a run started; return its run_id."""
+    with conn, conn.cursor() as cur:
+        cur.execute(RUN_START, (trigger,))
+        return cur.fetchone()[0]
+
+
+def end_run(conn: Connection, run_id: int, status: str, metrics: dict,
+            error: str | None) -> None:
+    """Complete the run's record: status, per-metric counts (JSON) and the error, if any."""
+    with conn, conn.cursor() as cur:
+        cur.execute(RUN_END, (status, Json(metrics), error, run_id))
 
 
 def insert_rows(cur, participant: int, metric: str, ts: np.ndarray, values: np.ndarray) -> int:
@@ -203,10 +253,18 @@ def copy_rows(cur, payloads: Iterable[bytes], direct: bool) -> tuple[int, int]:
     anything stored, since a row already present makes the whole COPY fail with
     UniqueViolation (the caller then rolls back and retries with staging).
     """
-    feed = _Feed(payloads)
-    target = TABLE if direct else STAGE
     if not direct:
         cur.execute(CREATE_STAGE)
+    offered = _copy_in(cur, TABLE if direct else STAGE, payloads)
+    if direct:
+        return offered, offered
+    cur.execute(MERGE_STAGE)
+    return offered, cur.rowcount
+
+
+def _copy_in(cur, target: str, payloads: Iterable[bytes]) -> int:
+    """COPY the data into ``target``; return the number of rows."""
+    feed = _Feed(payloads)
     statement = sql.SQL(COPY_INTO).format(table=sql.Identifier(target), columns=COLUMNS_IN_COPY)
     try:
         # When the connection breaks mid-COPY, psycopg2 also prints a SystemError of its
@@ -217,8 +275,33 @@ def copy_rows(cur, payloads: Iterable[bytes], direct: bool) -> tuple[int, int]:
         if feed.error is not None:
             raise feed.error from None
         raise
-    offered = cur.rowcount
-    if direct:
-        return offered, offered
-    cur.execute(MERGE_STAGE)
-    return offered, cur.rowcount
+    return cur.rowcount
+
+
+def schema_exists(conn: Connection) -> bool:
+    """Whether raw_data exists (a dry run against a new database creates nothing)."""
+    with conn, conn.cursor() as cur:
+        cur.execute(TABLE_EXISTS)
+        return cur.fetchone()[0]
+
+
+def count_new(cur, payloads: Iterable[bytes]) -> tuple[int, int]:
+    """(rows offered, rows not yet stored) for COPY data, without writing raw_data.
+
+    The rows go to the temporary staging table only; the caller rolls back.
+    """
+    cur.execute(CREATE_STAGE)
+    _copy_in(cur, STAGE, payloads)
+    cur.execute(TABLE_EXISTS)
+    cur.execute(COUNT_NEW if cur.fetchone()[0] else COUNT_STAGE)
+    return cur.fetchone()
+
+
+def table_summary(conn: Connection) -> list[tuple]:
+    """(participant, metric, rows, first ts, last ts) for every pair stored; [] with no table."""
+    if not schema_exists(conn):
+        return []
+    with conn, conn.cursor() as cur:
+        cur.execute(SUMMARY)
+        return [(p, m, n, np.datetime64(first, "us"), np.datetime64(last, "us"))
+                for p, m, n, first, last in cur.fetchall()]

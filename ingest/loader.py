@@ -58,6 +58,10 @@ class FileResult:
     def already_present(self) -> int:
         return self.offered - self.inserted
 
+    @property
+    def rejected(self) -> int:
+        return len(self.rejects)
+
     def saw(self, newest: np.datetime64) -> None:
         if self.newest is None or newest > self.newest:
             self.newest = newest
@@ -82,8 +86,9 @@ class FileResult:
                     f"{checkpoint.format_ts(self.mark_before)} (--full offers every row)"]
         return []
 
-    def summary(self) -> str:
-        line = f"Ingested {self.inserted:,} rows → {self.source.label}"
+    def summary(self, dry_run: bool = False) -> str:
+        verb = "Would ingest" if dry_run else "Ingested"
+        line = f"{verb} {self.inserted:,} rows → {self.source.label}"
         extra = []
         if self.already_present:
             extra.append(f"{self.already_present:,} already present")
@@ -96,10 +101,31 @@ class FileResult:
 class RunResult:
     files: list[FileResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    run_id: int | None = None  # its row in ingest_runs
+    last_success: str | None = None  # when the last fully successful run finished
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def status(self) -> str:
+        """ok, partial (some files failed) or failed (no file loaded)."""
+        if self.ok:
+            return "ok"
+        return "partial" if any(f.error is None for f in self.files) else "failed"
+
+    def total(self, what: str) -> int:
+        return sum(getattr(f, what) for f in self.files if f.error is None)
+
+    def per_file(self) -> dict[str, dict]:
+        """Counts per participant and metric, for the run record and --json."""
+        return {f"{f.source.participant}/{f.source.metric}": {
+                    "participant": f.source.participant, "metric": f.source.metric,
+                    "inserted": f.inserted, "already_present": f.already_present,
+                    "rejected": len(f.rejects), "error": f.error}
+                for f in self.files}
 
     @property
     def rejected(self) -> int:
@@ -130,26 +156,49 @@ def plan(source: SourceFile, entry: checkpoint.Entry | None) -> Plan:
     return Plan(Position(), entry.last_ts, rescanned=entry.offset is not None)
 
 
-def _parsed(block, p: Plan, result: FileResult, source_tz: str):
+@dataclass(frozen=True)
+class Options:
+    """How a run loads: the write method, batch size, source time zone, and extras."""
+
+    method: str = "copy"
+    batch_rows: int = 10_000
+    source_tz: str = "UTC"
+    dry_run: bool = False  # count what would be inserted; commit nothing
+    # Called after each block read: (file, rows read, bytes read, bytes to read).
+    progress: Callable[[SourceFile, int, int, int], None] | None = None
+
+
+def _parsed(block, p: Plan, result: FileResult, opts: Options):
     """The block's good rows that are to be offered; its bad rows go to ``result``."""
-    chunk, rejects = parse_block(block, source_tz)
+    chunk, rejects = parse_block(block, opts.source_tz)
     result.reject(rejects)
     return newer_than(chunk, p.only_newer_than)
 
 
+def _blocks(source: SourceFile, p: Plan, opts: Options) -> Iterator:
+    """The file's blocks from the plan's start, reporting progress as they are read."""
+    total = max(0, source.path.stat().st_size - p.start.offset)
+    done = 0
+    for block in read_blocks(source.path, p.start):
+        yield block
+        if opts.progress is not None:
+            done = block.end.offset - p.start.offset
+            opts.progress(source, block.rows, done, total)
+
+
 def _payloads(source: SourceFile, p: Plan, result: FileResult, parse_all: bool,
-              source_tz: str) -> Iterator[bytes]:
+              opts: Options) -> Iterator[bytes]:
     """COPY data for the rows to offer, block by block; plain blocks pass through unparsed."""
     suffix = db.line_suffix(source.participant, source.metric)
-    naive_ok = source_tz == "UTC"  # the session's time zone is UTC
-    for block in read_blocks(source.path, p.start):
+    naive_ok = opts.source_tz == "UTC"  # the session's time zone is UTC
+    for block in _blocks(source, p, opts):
         span = (None if p.only_newer_than is not None or parse_all
                 else block.plain_span(naive_ok))
         if span is not None:
             result.saw(max(span))
             yield db.block_payload(block.data, suffix)
         else:
-            chunk = _parsed(block, p, result, source_tz)
+            chunk = _parsed(block, p, result, opts)
             if len(chunk):
                 result.saw(chunk.ts.max())
                 yield db.chunk_payload(chunk.ts, chunk.values, suffix)
@@ -157,22 +206,22 @@ def _payloads(source: SourceFile, p: Plan, result: FileResult, parse_all: bool,
 
 
 def _copy_file(conn, source: SourceFile, p: Plan, direct: bool, parse_all: bool,
-               source_tz: str) -> FileResult:
+               opts: Options) -> FileResult:
     result = FileResult(source, end=p.start, rescanned=p.rescanned)
     with conn, conn.cursor() as cur:
         result.offered, result.inserted = db.copy_rows(
-            cur, _payloads(source, p, result, parse_all, source_tz), direct)
+            cur, _payloads(source, p, result, parse_all, opts), direct)
     return result
 
 
-def _values_file(conn, source: SourceFile, p: Plan, batch_rows: int,
-                 source_tz: str) -> FileResult:
+def _values_file(conn, source: SourceFile, p: Plan, opts: Options) -> FileResult:
     result = FileResult(source, end=p.start, rescanned=p.rescanned)
+    step = opts.batch_rows
     with conn, conn.cursor() as cur:
-        for block in read_blocks(source.path, p.start):
-            chunk = _parsed(block, p, result, source_tz)
-            for i in range(0, len(chunk), batch_rows):
-                ts, values = chunk.ts[i : i + batch_rows], chunk.values[i : i + batch_rows]
+        for block in _blocks(source, p, opts):
+            chunk = _parsed(block, p, result, opts)
+            for i in range(0, len(chunk), step):
+                ts, values = chunk.ts[i : i + step], chunk.values[i : i + step]
                 result.inserted += db.insert_rows(cur, source.participant, source.metric,
                                                   ts, values)
                 result.offered += len(ts)
@@ -181,43 +230,56 @@ def _values_file(conn, source: SourceFile, p: Plan, batch_rows: int,
     return result
 
 
+def _dry_file(conn, source: SourceFile, p: Plan, opts: Options) -> FileResult:
+    """What loading would do, counted in a staging table and rolled back."""
+    result = FileResult(source, end=p.start, rescanned=p.rescanned)
+    try:
+        with conn.cursor() as cur:
+            result.offered, result.inserted = db.count_new(
+                cur, _payloads(source, p, result, parse_all=False, opts=opts))
+    finally:
+        conn.rollback()
+    return result
+
+
 def load_file(conn, source: SourceFile, entry: checkpoint.Entry | None,
-              method: str = "copy", batch_rows: int = 10_000,
-              source_tz: str = "UTC") -> FileResult:
+              opts: Options = Options()) -> FileResult:
     """Offer what the file gained since ``entry`` in one transaction, committed at the end."""
     # The checkpoint says the row at last_ts was loaded, but the table does not have it:
     # the database was reset or rows were deleted. Believing the checkpoint would skip
     # those rows forever, so read the file from the start instead.
     reloaded = False
-    if entry is not None and entry.last_ts is not None:
+    if entry is not None and entry.last_ts is not None and db.schema_exists(conn):
         with conn, conn.cursor() as cur:
             reloaded = not db.stored_at(cur, source.participant, source.metric, entry.last_ts)
     p = plan(source, None if reloaded else entry)
-    if method == "values":
-        result = _values_file(conn, source, p, batch_rows, source_tz)
+    if opts.dry_run:
+        result = _dry_file(conn, source, p, opts)
+    elif opts.method == "values":
+        result = _values_file(conn, source, p, opts)
     else:
-        result = _copy_load(conn, source, p, source_tz)
+        result = _copy_load(conn, source, p, opts)
     result.reloaded = reloaded
     return result
 
 
-def _copy_load(conn, source: SourceFile, p: Plan, source_tz: str) -> FileResult:
+def _copy_load(conn, source: SourceFile, p: Plan, opts: Options) -> FileResult:
     # Straight into the hypertable when nothing is stored for this participant and metric
     # from the first row to offer on (the daily case): no row can conflict unless the file
     # is out of order, and then COPY fails and staging takes over.
-    first = _first_ts(source, p, source_tz)
+    first = _first_ts(source, p, opts.source_tz)
     direct = False
     if first is not None:
         with conn, conn.cursor() as cur:
             direct = not db.stored_since(cur, source.participant, source.metric, first)
     try:
-        return _copy_file(conn, source, p, direct, parse_all=False, source_tz=source_tz)
+        return _copy_file(conn, source, p, direct, parse_all=False, opts=opts)
     except psycopg2.errors.UniqueViolation:
-        return _copy_file(conn, source, p, direct=False, parse_all=False, source_tz=source_tz)
+        return _copy_file(conn, source, p, direct=False, parse_all=False, opts=opts)
     except psycopg2.DataError:
         # A line of the plain shape that the server still refused (say 2024-02-30):
         # parse every row, which finds the bad ones.
-        return _copy_file(conn, source, p, direct=False, parse_all=True, source_tz=source_tz)
+        return _copy_file(conn, source, p, direct=False, parse_all=True, opts=opts)
 
 
 def _first_ts(source: SourceFile, p: Plan, source_tz: str) -> np.datetime64 | None:
@@ -228,35 +290,44 @@ def _first_ts(source: SourceFile, p: Plan, source_tz: str) -> np.datetime64 | No
     return None
 
 
-def run(cfg: Config, report: Callable[[str], None],
-        warn: Callable[[str, str], None], full: bool = False) -> RunResult:
-    """Load every source file; ``report`` gets the summary lines, ``warn(level, text)`` the rest.
+def run(cfg: Config, report: Callable[[str], None], log: Callable[[str, str], None],
+        full: bool = False, dry_run: bool = False, metrics: set[str] | None = None,
+        participants: set[int] | None = None,
+        progress: Callable[[SourceFile, int, int, int], None] | None = None) -> RunResult:
+    """Load every source file; ``report`` gets the summary lines, ``log(level, text)`` the rest.
 
-    ``full`` ignores the checkpoint for this run: every row is offered again.
+    ``full`` ignores the checkpoint for this run (every row is offered again);
+    ``dry_run`` counts what would be inserted and writes nothing; ``metrics`` and
+    ``participants`` limit the run to those files.
 
     Raises ConfigError, SourceError, CheckpointError (LockedError when another
     run is in progress) or DatabaseError when the run cannot start or the
     database stays unreachable; a problem with one file only fails that file.
     """
+    outcome = RunResult(dry_run=dry_run)
     files, problems = discover(cfg.data_dir, cfg.participant_id)
-    outcome = RunResult()
+    files = [f for f in files if (metrics is None or f.metric in metrics)
+             and (participants is None or f.participant in participants)]
     for problem in problems:
         outcome.errors.append(str(problem))
-        warn("error", str(problem))
+        log("error", str(problem))
+    opts = Options(cfg.method, cfg.batch_rows, cfg.source_tz, dry_run, progress)
 
     def retrying(text: str) -> None:
-        warn("warning", text)
+        log("warning", text)
 
     with checkpoint.locked(cfg.checkpoint_file):
         cp = checkpoint.load(cfg.checkpoint_file)
         conn = db.connect_with_retries(cfg.connect_args, cfg.target(), cfg.retries,
                                        cfg.retry_delay, retrying)
         try:
-            db.ensure_schema(conn)
+            if not dry_run:
+                db.ensure_schema(conn)
+                outcome.run_id = db.start_run(conn, cfg.trigger)
             for source in files:
                 for attempt in range(cfg.retries + 1):
                     try:
-                        result = _load_one(conn, source, cp, cfg, full)
+                        result = _load_one(conn, source, cp, cfg, opts, full)
                         break
                     except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
                         # The connection broke mid-file: nothing of the file was committed
@@ -271,37 +342,44 @@ def run(cfg: Config, report: Callable[[str], None],
                 outcome.files.append(result)
                 if result.error:
                     outcome.errors.append(result.error)
-                    warn("error", result.error)
+                    log("error", result.error)
                     continue
                 for note in result.notes():
-                    report(f"note: {note}")
-                report(result.summary())
+                    log("info", note)
+                report(result.summary(dry_run))
+            if outcome.rejected:
+                where = "would go to" if dry_run else "listed in"
+                log("info", f"{outcome.rejected:,} rows rejected, {where} {cfg.rejects_file}")
+            if outcome.run_id is not None:
+                db.end_run(conn, outcome.run_id, outcome.status, outcome.per_file(),
+                           "; ".join(outcome.errors) or None)
         except psycopg2.Error as e:
             raise db.DatabaseError(
                 f"database error at {cfg.target()}: {db.first_line(e)}") from None
         finally:
             conn.close()
 
-        if outcome.rejected:
-            report(f"note: {outcome.rejected:,} rows rejected, listed in {cfg.rejects_file}")
-        if outcome.ok:
+        if outcome.ok and not dry_run:
             cp.finished_at = checkpoint.now_utc()
             checkpoint.save(cfg.checkpoint_file, cp)
+        outcome.last_success = cp.finished_at
     return outcome
 
 
 def _load_one(conn, source: SourceFile, cp: checkpoint.Checkpoint, cfg: Config,
-              full: bool) -> FileResult:
+              opts: Options, full: bool) -> FileResult:
     """Load one file, then record how far it got; a bad file gives a FileResult with ``error``."""
     entry = None if full else cp.entry(source.participant, source.metric)
     try:
-        result = load_file(conn, source, entry, cfg.method, cfg.batch_rows, cfg.source_tz)
+        result = load_file(conn, source, entry, opts)
     except SourceError as e:
         reason = str(e)
     except psycopg2.DataError as e:
         reason = f"{source.path}: the database refused a row: {db.first_line(e)}"
     else:
         result.mark_before = entry.last_ts if entry else None
+        if opts.dry_run:
+            return result
         if result.rejects:
             append_rejects(cfg.rejects_file, source, result.rejects)
         end = result.end

@@ -10,6 +10,7 @@ instead. Every test that asks for ``database_url`` gets a database of its own.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -72,6 +73,19 @@ def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
             return cur.fetchall()
     finally:
         conn.close()
+
+
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (DEBUG|INFO|WARNING|ERROR) (.*)")
+
+
+def logged(stderr: str) -> list[str]:
+    """The loader's log lines without their timestamps: "ERROR cannot connect ..."."""
+    found = []
+    for line in stderr.splitlines():
+        m = LOG_LINE.fullmatch(line)
+        assert m, f"not a log line: {line!r}"
+        found.append(f"{m.group(1)} {m.group(2)}")
+    return found
 
 
 def execute(url: str, sql: str, params: tuple = ()) -> None:

@@ -55,3 +55,13 @@ def test_every_setting_is_in_env_example_and_readme():
     for name in SETTINGS:
         assert f"{name}=" in example, name
         assert f"`{name}`" in readme, name
+
+
+def test_every_command_line_option_is_in_the_readme():
+    from ingest import build_parser
+    readme = (REPO / "README.md").read_text()
+    options = [o for action in build_parser()._actions for o in action.option_strings
+               if o.startswith("--")]
+    assert len(options) >= 8
+    for option in options:
+        assert f"`{option}" in readme, option

@@ -94,7 +94,7 @@ def test_connect_failure_is_one_line_naming_the_target_without_password():
 
 @pytest.mark.parametrize("method", ["copy", "values"])
 def test_a_role_that_may_only_read_and_insert_can_load(conn, database_url, tmp_path, method):
-    from loader import load_file
+    from loader import Options, load_file
     from source import SourceFile
 
     ensure_schema(conn)  # as the owner, once
@@ -109,8 +109,8 @@ def test_a_role_that_may_only_read_and_insert_can_load(conn, database_url, tmp_p
     loader_conn = connect({"dsn": url}, "test")
     try:
         ensure_schema(loader_conn)  # sends no DDL: it would be refused
-        first = load_file(loader_conn, SourceFile(1, "hr", path, "hr"), None, method)
-        again = load_file(loader_conn, SourceFile(1, "hr", path, "hr"), None, method)
+        first = load_file(loader_conn, SourceFile(1, "hr", path, "hr"), None, Options(method))
+        again = load_file(loader_conn, SourceFile(1, "hr", path, "hr"), None, Options(method))
     finally:
         loader_conn.close()
     assert (first.inserted, again.inserted, again.already_present) == (2, 0, 2)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import execute, query, synth
+from conftest import execute, logged, query, synth
 
 METRICS = ("activity", "azm", "br", "hr", "hrv", "spo2")
 
@@ -142,7 +142,8 @@ def test_crash_while_writing_the_checkpoint_leaves_the_old_one_and_a_temp_file(
     rerun = run_ingest()
     assert rerun.returncode == 0, rerun.stderr
     assert_table_equals_source(database_url, data)
-    assert sorted(p.name for p in state.iterdir()) == ["last_run.json", "last_run.json.lock"]
+    assert sorted(p.name for p in state.iterdir()) == ["last_run.json", "last_run.json.lock",
+                                                       "wearables_ingest.prom"]
 
 
 @pytest.mark.parametrize("retries", ["2", "0"])
@@ -163,13 +164,13 @@ def test_connection_dropped_mid_run_is_retried_or_caught_up_next_run(tmp_path, r
     loader.wait()
     if retries == "0":
         assert loader.returncode == 1
-        assert err.startswith("error: database error at ") and len(err.splitlines()) == 1
+        assert len(logged(err)) == 1 and logged(err)[0].startswith("ERROR database error at ")
         assert json.loads((tmp_path / "state" / "last_run.json").read_text())[
             "participants"]["1"].get("hr") is None  # not committed: not in the checkpoint
         assert run_ingest().returncode == 0  # the next run catches up
     else:
         assert loader.returncode == 0, err
-        assert err.startswith("warning: lost the database while loading hr (")
+        assert logged(err)[0].startswith("WARNING lost the database while loading hr (")
         assert "Ingested 259,200 rows → hr" in out
     assert_table_equals_source(database_url, data)
 
@@ -182,12 +183,12 @@ def test_database_reset_under_a_kept_checkpoint_is_noticed_and_reloaded(tmp_path
     execute(database_url, "DELETE FROM raw_data")  # as if only the db-data volume was lost
     rerun = run_ingest()
     assert rerun.returncode == 0, rerun.stderr
-    assert ("note: raw_data holds no hr rows up to the checkpoint's 2024-01-01T23:59:59+00:00 "
+    assert ("INFO raw_data holds no hr rows up to the checkpoint's 2024-01-01T23:59:59+00:00 "
             f"(was the database reset?); read {data / 'hr.csv'} again from the start"
-            in rerun.stdout)
+            in logged(rerun.stderr))
     assert "Ingested 86,400 rows → hr" in rerun.stdout
     assert_table_equals_source(database_url, data)
-    assert "note:" not in run_ingest().stdout  # and only once
+    assert run_ingest().stderr == ""  # and only once
 
 
 def test_late_rows_and_repeated_content_arrive_once(tmp_path, run_ingest, database_url):
@@ -240,5 +241,6 @@ def test_two_months_of_nightly_runs_with_crashes_and_late_data(tmp_path, run_ing
         proc = run_ingest()
         assert proc.returncode == 0, (night, proc.stderr)
         metrics = 6 + (night >= 20)
-        assert len(proc.stdout.splitlines()) == metrics + 1, proc.stdout  # nothing else
+        assert len(proc.stdout.splitlines()) == metrics + 2, proc.stdout  # nothing else
+        assert proc.stderr == ""
     assert_table_matches_source_per_day(database_url, data)

@@ -13,7 +13,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from conftest import SEED_COUNTS, query, synth, table_counts
+from conftest import SEED_COUNTS, logged, query, synth, table_counts
 
 SEED_LINES = [
     "Ingested 30 rows → activity",
@@ -29,8 +29,13 @@ SUMMARY = re.compile(r"Ingested (?P<inserted>[\d,]+) rows → (?P<label>\S+)"
 ONE_DAY = {"activity": 1, "azm": 1_440, "br": 1, "hr": 86_400}
 
 
+TOTAL = re.compile(r"Total: [\d,]+ rows inserted, [\d,]+ already present, [\d,]+ rejected, "
+                   r"\d+ file errors?, in \d+\.\d s")
+
+
 def lines(proc) -> list[str]:
-    return proc.stdout.splitlines()
+    """Standard output without the totals line (checked on its own where it matters)."""
+    return [line for line in proc.stdout.splitlines() if not TOTAL.fullmatch(line)]
 
 
 def test_thirty_day_cycle_first_load_rerun_next_day_and_light_reset(
@@ -127,7 +132,7 @@ def test_rows_appended_after_the_checkpoint_are_the_only_ones_offered(
     synth(data, "--append-days", "1")
     proc = run_ingest()
     assert proc.returncode == 0, proc.stderr
-    assert "already present" not in proc.stdout
+    assert not any("already present" in line for line in lines(proc))
     got = table_counts(database_url)
     assert {m: got[m] for m in ONE_DAY} == {m: 2 * n for m, n in ONE_DAY.items()}
 
@@ -161,8 +166,10 @@ def test_bad_rows_go_to_the_rejects_file_and_the_good_rows_load(tmp_path, run_in
     assert proc.returncode == 0, proc.stderr
     rejects = tmp_path / "state" / "rejects.csv"
     assert "Ingested 2 rows → br (2 rejected)" in lines(proc)
-    assert lines(proc)[-2:] == [f"note: 2 rows rejected, listed in {rejects}",
-                                "ingestion complete"]
+    assert lines(proc)[-1] == "ingestion complete"
+    assert TOTAL.fullmatch(proc.stdout.splitlines()[-2])
+    assert ", 2 rejected, 0 file errors, in " in proc.stdout.splitlines()[-2]
+    assert logged(proc.stderr) == [f"INFO 2 rows rejected, listed in {rejects}"]
     br = data / "br.csv"
     with rejects.open() as f:
         rows = list(csv.reader(f))
@@ -187,11 +194,12 @@ def test_a_file_level_problem_fails_only_its_metric_and_keeps_its_checkpoint(
     proc = run_ingest()
 
     assert proc.returncode == 1
-    assert proc.stderr.splitlines() == [
-        f"error: {br}:1: header is 'time,value', expected 'ts,value' (br not loaded; "
+    assert logged(proc.stderr) == [
+        f"ERROR {br}:1: header is 'time,value', expected 'ts,value' (br not loaded; "
         "its checkpoint is unchanged)",
-        "error: ingestion incomplete: 1 file not loaded",
+        "ERROR ingestion incomplete: 1 file not loaded",
     ]
+    assert ", 1 file error, in " in proc.stdout
     assert "ingestion complete" not in proc.stdout
     counts = table_counts(database_url)
     assert "br" not in counts and counts["hr"] == 86_400
@@ -219,9 +227,9 @@ def test_unreachable_database_is_one_line_error_without_password(tmp_path, run_i
                       INGEST_RETRIES="0")
     assert proc.returncode == 1
     assert proc.stdout == ""
-    err = proc.stderr.splitlines()
+    err = logged(proc.stderr)
     assert len(err) == 1 and "Traceback" not in proc.stderr
-    assert err[0].startswith(f"error: cannot connect to postgresql://loader:***@127.0.0.1:"
+    assert err[0].startswith(f"ERROR cannot connect to postgresql://loader:***@127.0.0.1:"
                              f"{port}/wearables: ")
     assert "s3cret" not in proc.stderr
     assert not (tmp_path / "state" / "last_run.json").exists()
@@ -235,8 +243,8 @@ def test_unreachable_database_is_retried_with_growing_waits_then_given_up(tmp_pa
                       INGEST_RETRY_DELAY="0.5")
     took = time.monotonic() - started
     assert proc.returncode == 1
-    err = proc.stderr.splitlines()
-    assert [e.split(": ")[0] for e in err] == ["warning", "warning", "error"]
+    err = logged(proc.stderr)
+    assert [e.split()[0] for e in err] == ["WARNING", "WARNING", "ERROR"]
     assert err[0].endswith("; trying again in 0.5 s") and err[1].endswith("; trying again in 1 s")
     assert err[2].endswith("(gave up after 3 attempts)")
     assert 1.5 <= took < 15
@@ -245,7 +253,7 @@ def test_unreachable_database_is_retried_with_growing_waits_then_given_up(tmp_pa
 def test_missing_data_folder_is_one_line_error(tmp_path, run_ingest):
     proc = run_ingest(DATA_DIR=str(tmp_path / "nowhere"))
     assert proc.returncode == 1
-    assert proc.stderr == f"error: {tmp_path / 'nowhere'}: data folder not found\n"
+    assert logged(proc.stderr) == [f"ERROR {tmp_path / 'nowhere'}: data folder not found"]
 
 
 def test_pg_settings_are_used_when_there_is_no_database_url(tmp_path, run_ingest, database_url):
@@ -283,7 +291,7 @@ def test_second_run_while_one_holds_the_lock_exits_75_with_a_message(tmp_path, r
         holder.kill()
         holder.wait()
     assert proc.returncode == 75
-    assert proc.stderr == (f"error: {lock_path}: another ingest run (pid 4242) is in progress; "
-                           "not starting\n")
+    assert logged(proc.stderr) == [f"ERROR {lock_path}: another ingest run (pid 4242) is in "
+                                   "progress; not starting"]
     assert not (state / "last_run.json").exists()
     assert run_ingest().returncode == 0  # the lock went with its holder

@@ -8,7 +8,7 @@ import pytest
 import checkpoint
 import db
 from conftest import query
-from loader import load_file, plan
+from loader import Options, load_file, plan
 from source import Reject, SourceError, SourceFile, tail_hash
 
 METHODS = ["copy", "values"]
@@ -48,7 +48,7 @@ def stored(url: str) -> list[tuple]:
 
 def load_and_record(conn, source, cp, method):
     """What a run does for one file: load it, then record the checkpoint entry."""
-    result = load_file(conn, source, cp.entry(1, "hr"), method)
+    result = load_file(conn, source, cp.entry(1, "hr"), Options(method))
     cp.record(1, "hr", result.newest, result.end.offset, result.end.line,
               tail_hash(source.path, result.end.offset))
     return result
@@ -109,7 +109,7 @@ def test_rows_already_present_and_repeated_rows_are_skipped_not_doubled(tmp_path
     # 01:00 is newer than nothing, so COPY starts straight into the table; the stored
     # 02:00 and the repeated 03:00 make it fail, and staging takes over.
     source = make(tmp_path, rows((hour(1), 60), (hour(2), 61), (hour(3), 62), (hour(3), 62)))
-    result = load_file(conn, source, None, method)
+    result = load_file(conn, source, None, Options(method))
     assert (result.offered, result.inserted, result.already_present) == (4, 2, 2)
     assert stored(database_url) == [("01:00", 60.0), ("02:00", 1.0), ("03:00", 62.0)]
 
@@ -117,7 +117,7 @@ def test_rows_already_present_and_repeated_rows_are_skipped_not_doubled(tmp_path
 @pytest.mark.parametrize("method", METHODS)
 def test_empty_values_are_stored_as_null(tmp_path, conn, database_url, method):
     source = make(tmp_path, rows((hour(1), None), (hour(2), "61.5")))
-    load_file(conn, source, None, method)
+    load_file(conn, source, None, Options(method))
     assert stored(database_url) == [("01:00", None), ("02:00", 61.5)]
 
 
@@ -126,7 +126,7 @@ def test_a_plain_looking_row_the_server_refuses_is_rejected_by_its_line(tmp_path
     # In the middle of a block, so only the server's COPY can notice it.
     source = make(tmp_path, rows((hour(1), 60)) + "2024-02-30T00:00:00+00:00,61\n"
                   + rows((hour(2), 62)))
-    result = load_file(conn, source, None, "copy")
+    result = load_file(conn, source, None)
     assert [(r.line, r.reason) for r in result.rejects] == [
         (3, "timestamp '2024-02-30T00:00:00+00:00' is not ISO 8601")]
     assert stored(database_url) == [("01:00", 60.0), ("02:00", 62.0)]
@@ -134,7 +134,7 @@ def test_a_plain_looking_row_the_server_refuses_is_rejected_by_its_line(tmp_path
 
 def test_out_of_order_rows_in_a_mostly_sorted_file_all_arrive(tmp_path, conn, database_url):
     source = make(tmp_path, rows((hour(5), 5), (hour(1), 1), (hour(3), 3)))
-    result = load_file(conn, source, None, "copy")
+    result = load_file(conn, source, None)
     assert (result.offered, result.inserted) == (3, 3)
     assert [r[0] for r in stored(database_url)] == ["01:00", "03:00", "05:00"]
 
@@ -153,7 +153,7 @@ def test_bad_row_is_rejected_by_line_and_the_rest_loads_whichever_the_method(
         tmp_path, conn, database_url, method, bad_line, reason):
     source = make(tmp_path, rows((hour(1), 60), (hour(2), 61)) + bad_line + "\n"
                   + rows((hour(3), 62)))
-    result = load_file(conn, source, None, method)
+    result = load_file(conn, source, None, Options(method))
     assert result.rejects == [Reject(4, reason, bad_line.encode())]
     assert (result.offered, result.inserted) == (3, 3)
     assert stored(database_url) == [("01:00", 60.0), ("02:00", 61.0), ("03:00", 62.0)]
@@ -165,7 +165,7 @@ def test_a_file_of_mostly_bad_rows_fails_whole(tmp_path, conn, database_url, mon
     source = make(tmp_path, rows((hour(1), 60)) + "x,1\n" * 4)
     with pytest.raises(SourceError, match=r"hr.csv: more than 3 bad rows \(the first on line "
                                           r"3: timestamp 'x' is not ISO 8601\); is it a metric"):
-        load_file(conn, source, None, "copy")
+        load_file(conn, source, None)
     assert stored(database_url) == []
 
 
@@ -173,5 +173,5 @@ def test_a_file_of_mostly_bad_rows_fails_whole(tmp_path, conn, database_url, mon
 def test_offset_less_rows_land_in_utc_from_the_source_time_zone(tmp_path, conn, database_url,
                                                                 method):
     source = make(tmp_path, "2024-07-01T03:00:00,1\n2024-07-01T04:00:00,2\n")
-    load_file(conn, source, None, method, source_tz="Europe/Berlin")
+    load_file(conn, source, None, Options(method, source_tz="Europe/Berlin"))
     assert stored(database_url) == [("01:00", 1.0), ("02:00", 2.0)]

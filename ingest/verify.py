@@ -1,0 +1,77 @@
+"""``--verify``: the source files and raw_data compared per participant and metric (read-only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import db
+from checkpoint import format_ts
+from config import Config
+from source import discover, parse_block, read_blocks
+
+
+@dataclass(frozen=True)
+class Comparison:
+    participant: int
+    metric: str
+    source_rows: int  # distinct timestamps among the rows that can be loaded
+    source_first: str | None
+    source_last: str | None
+    table_rows: int
+    table_first: str | None
+    table_last: str | None
+
+    @property
+    def equal(self) -> bool:
+        return ((self.source_rows, self.source_first, self.source_last)
+                == (self.table_rows, self.table_first, self.table_last))
+
+
+def _source_side(path, source_tz: str) -> tuple[int, str | None, str | None]:
+    stamps = [parse_block(block, source_tz)[0].ts for block in read_blocks(path)]
+    ts = np.unique(np.concatenate(stamps)) if stamps else np.array([], dtype="datetime64[us]")
+    if not len(ts):
+        return 0, None, None
+    return len(ts), format_ts(ts[0]), format_ts(ts[-1])
+
+
+def compare(cfg: Config, metrics: set[str] | None = None,
+            participants: set[int] | None = None) -> list[Comparison]:
+    """Count, first and last ts on both sides, for every pair either side has."""
+    files, _ = discover(cfg.data_dir, cfg.participant_id)
+    wanted = {(f.participant, f.metric): f for f in files
+              if (metrics is None or f.metric in metrics)
+              and (participants is None or f.participant in participants)}
+    conn = db.connect_with_retries(cfg.connect_args, cfg.target(), cfg.retries,
+                                   cfg.retry_delay, lambda _: None)
+    try:
+        stored = {(p, m): (n, format_ts(first), format_ts(last))
+                  for p, m, n, first, last in db.table_summary(conn)
+                  if (metrics is None or m in metrics)
+                  and (participants is None or p in participants)}
+    finally:
+        conn.close()
+    rows = []
+    for key in sorted(set(wanted) | set(stored)):
+        src = _source_side(wanted[key].path, cfg.source_tz) if key in wanted else (0, None, None)
+        rows.append(Comparison(*key, *src, *stored.get(key, (0, None, None))))
+    return rows
+
+
+def table(rows: list[Comparison]) -> list[str]:
+    """A text table of the comparison, one line per pair, differences marked."""
+    head = (f"{'participant':>11} {'metric':12} {'source rows':>12} {'table rows':>12} "
+            f"{'first ts (source / table)':51} {'last ts (source / table)':51} result")
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"{r.participant:>11} {r.metric:12} {r.source_rows:>12,} {r.table_rows:>12,} "
+            f"{_pair(r.source_first, r.table_first):51} {_pair(r.source_last, r.table_last):51} "
+            f"{'ok' if r.equal else 'DIFFERENT'}")
+    return lines
+
+
+def _pair(a: str | None, b: str | None) -> str:
+    return (a or "-") if a == b else f"{a or '-'} / {b or '-'}"
