@@ -1,20 +1,23 @@
 #!/bin/sh
-# One scheduled run of the loader, started by cron (see crontab) with the
-# container's environment loaded. Its output goes to the container's log (the
-# stdout/stderr of cron, pid INGESTOR_LOG_PID), where cron itself would only
-# mail it. A failed run says so there, with its exit status. Two runs never
-# overlap: the loader holds a lock, and a second run exits 75 with a message.
+# One scheduled run of the loader, started by cron (see crontab) as the job's
+# user with the container's environment loaded. Its output goes to the
+# container's log, through the FIFOs in INGESTOR_LOG_DIR that entrypoint.sh
+# copies to cron's stdout/stderr (cron itself would only mail it). A failed run
+# says so there, with its exit status. Two runs never overlap: the loader holds
+# a lock, and a second run exits 75 with a message.
 set -u
 
-if [ -n "${INGESTOR_LOG_PID:-}" ] && [ -w "/proc/$INGESTOR_LOG_PID/fd/1" ]; then
-    exec >>"/proc/$INGESTOR_LOG_PID/fd/1" 2>>"/proc/$INGESTOR_LOG_PID/fd/2"
+log=${INGESTOR_LOG_DIR:-}
+if [ -n "$log" ] && [ -p "$log/stdout" ] && [ -w "$log/stdout" ] &&
+    [ -p "$log/stderr" ] && [ -w "$log/stderr" ]; then
+    exec >>"$log/stdout" 2>>"$log/stderr"
 fi
 
 say() { printf '%s ingestor: %s\n' "$(date '+%Y-%m-%d %H:%M:%S %Z')" "$*"; }
 
 cd "${APP_DIR:-/app}" || exit 1
 say "scheduled run started"
-python "${APP_DIR:-/app}/ingest.py"
+INGEST_TRIGGER=cron python "${APP_DIR:-/app}/ingest.py"
 status=$?
 case $status in
     0) say "scheduled run finished" ;;
