@@ -26,7 +26,7 @@ stack-tools:  ## the Compose v2 plugin and Debian's cron, for the stack's tests
 	bash scripts/ensure-stack-tools.sh
 
 test: lint db-server stack-tools  ## lint, then the test suite against a throwaway TimescaleDB
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 bench: setup db-server  ## loader vs psql \copy, side by side (10-15 min; BENCH_ARGS=--help)
 	$(PY) bench/bench.py $(BENCH_ARGS)

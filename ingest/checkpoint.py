@@ -192,14 +192,16 @@ def load(path: Path) -> Checkpoint:
 def save(path: Path, cp: Checkpoint) -> None:
     """Replace the checkpoint file atomically and durably."""
     try:
-        _replace(path, json.dumps(to_json(cp), indent=2) + "\n")
+        write_atomically(path, json.dumps(to_json(cp), indent=2) + "\n")
     except OSError as e:
         raise CheckpointError(f"{path}: cannot write the checkpoint: {e.strerror or e}; rows "
                               "committed since the last checkpoint will be offered again "
                               "and skipped as already present") from None
 
 
-def _replace(path: Path, data: str) -> None:
+def write_atomically(path: Path, data: str, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` (temporary file, fsync, rename, fsync of the folder):
+    a reader, or a crash, sees the old content or the new, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -207,6 +209,7 @@ def _replace(path: Path, data: str) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from checkpoint import write_atomically
 from loader import RunResult
 
 
@@ -71,16 +70,7 @@ def _number(value: float) -> str:
 
 def write_metrics(path: Path, text: str) -> None:
     """Replace the metrics file atomically (a textfile collector may read it at any time)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text, mode=0o644)
 
 
 def epoch(iso: str | None) -> float | None:

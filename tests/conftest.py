@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -49,9 +50,9 @@ def with_dbname(url: str, dbname: str) -> str:
     return urlsplit(url)._replace(path=f"/{dbname}").geturl()
 
 
-@pytest.fixture
-def database_url(admin_url: str) -> Iterator[str]:
-    """A fresh, empty database for one test (dropped afterwards)."""
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new, empty database on the server, dropped afterwards; yields its URL."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(admin_url)
     admin.autocommit = True
@@ -63,6 +64,13 @@ def database_url(admin_url: str) -> Iterator[str]:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.close()
+
+
+@pytest.fixture
+def database_url(admin_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test (dropped afterwards)."""
+    with fresh_database(admin_url) as url:
+        yield url
 
 
 def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:

@@ -25,7 +25,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from conftest import REPO, query, synth, table_counts, with_dbname
+from conftest import REPO, fresh_database, query, synth, table_counts, with_dbname
 from db import RUNS_SCHEMA, SCHEMA, ensure_schema
 from test_db import schema_snapshot
 
@@ -92,17 +92,8 @@ def role(admin_url: str) -> Iterator[str]:
 @pytest.fixture
 def reference_url(admin_url: str) -> Iterator[str]:
     """A second fresh database, for the schema the loader creates itself."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield with_dbname(admin_url, name)
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
+    with fresh_database(admin_url) as url:
+        yield url
 
 
 def full_schema(url: str) -> list[tuple]:
