@@ -178,12 +178,10 @@ def _parsed(block, p: Plan, result: FileResult, opts: Options):
 def _blocks(source: SourceFile, p: Plan, opts: Options) -> Iterator:
     """The file's blocks from the plan's start, reporting progress as they are read."""
     total = max(0, source.path.stat().st_size - p.start.offset)
-    done = 0
     for block in read_blocks(source.path, p.start):
         yield block
         if opts.progress is not None:
-            done = block.end.offset - p.start.offset
-            opts.progress(source, block.rows, done, total)
+            opts.progress(source, block.rows, block.end.offset - p.start.offset, total)
 
 
 def _payloads(source: SourceFile, p: Plan, result: FileResult, parse_all: bool,
