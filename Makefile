@@ -34,9 +34,9 @@ test: lint db-server stack-tools docker-engine  ## lint, then the tests: a throw
 bench: setup db-server  ## loader vs psql \copy, side by side (10-15 min; BENCH_ARGS=--help)
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
-lint: setup  ## ruff on the Python, hadolint on the Dockerfile
+lint: setup  ## ruff on the Python, hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/hadolint ingest/Dockerfile
+	$(VENV)/bin/hadolint ingest/Dockerfile scripts/stand-ins/*.Dockerfile
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
