@@ -1,0 +1,197 @@
+"""The path a user walks, in real containers: `docker compose up -d` on a fresh clone, then
+the seed's commands (its walkthrough: run, count, light reset, full reset).
+
+The steps run in order on one stack (the ``stack`` fixture of conftest.py: a fresh
+copy of the repository, its own Compose project, dockerd of the tests' own); each
+builds on the ones before, so after a failure the rest are skipped. To add a step,
+add a ``test_<n>_...`` function below the last one.
+
+The base images are the real ones where ``docker pull`` works and stand-ins built
+here otherwise (scripts/build-stand-ins.sh); the run's summary says which.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.containers]
+
+INGEST_IMAGE = "wearables-ingest:local"
+# The seed's manual run and its contract: 30 days for participant 1.
+MANUAL_RUN = ("run", "--rm", "ingestor", "python", "/app/ingest.py")
+SEED_COUNTS = {"activity": 30, "azm": 43_200, "br": 30, "hr": 2_592_000,
+               "hrv": 13_248, "spo2": 13_248}
+SEED_LINES = [f"Ingested {n:,} rows → {metric}" for metric, n in SEED_COUNTS.items()]
+# cron's schedule outside step 3: never (no 31 February), so that no scheduled
+# run takes the loader's lock while a step runs the loader by hand. The
+# default, 01:00, would do that to a test run at 01:00.
+NEVER = "0 0 31 2 *"
+EVERY_MINUTE = "* * * * *"
+
+
+def manual_run(stack, timeout: float = 600):
+    """The seed's `docker compose run --rm ingestor python /app/ingest.py`."""
+    return stack.compose(*MANUAL_RUN, timeout=timeout, check=False)
+
+
+def assert_loaded_like_the_seed(result) -> None:
+    assert result.returncode == 0, f"the manual run exited {result.returncode}:\n" \
+        f"{result.stdout}{result.stderr}"
+    lines = [line.strip() for line in result.stdout.replace("\r", "").splitlines()]
+    # The seed's six lines, in its order, then `ingestion complete`.
+    found = [line for line in lines if line in SEED_LINES]
+    assert found == SEED_LINES, f"expected the seed's lines {SEED_LINES}:\n{result.stdout}"
+    assert "ingestion complete" in lines[lines.index(SEED_LINES[-1]):], result.stdout
+
+
+def test_1_up_builds_and_starts_a_healthy_stack(stack):
+    """A fresh clone, .env from .env.example plus the passwords: `up -d` builds and starts."""
+    stack.write_env(INGEST_SCHEDULE=NEVER)
+    # A fresh clone has no image: `up -d` must build it (from the build cache of
+    # earlier runs where the layers are unchanged).
+    if stack.engine.run("image", "inspect", INGEST_IMAGE, check=False).returncode == 0:
+        stack.engine.run("image", "rm", "--no-prune", INGEST_IMAGE)
+    stack.compose("up", "-d", timeout=900)
+    assert stack.engine.run("image", "inspect", INGEST_IMAGE, check=False).returncode == 0
+
+    stack.wait_healthy("db")
+    generator = stack.state("generator")
+    assert (generator["Status"], generator["ExitCode"]) == ("exited", 0), generator
+    assert stack.state("ingestor")["Running"]
+    # The init script's work: the role, the tables, the hypertable.
+    assert stack.scalar("SELECT rolname FROM pg_roles WHERE rolname = 'ingest'") == "ingest"
+    assert stack.scalar("SELECT to_regclass('raw_data') IS NOT NULL "
+                        "AND to_regclass('ingest_runs') IS NOT NULL") == "t"
+    assert stack.scalar("SELECT count(*) FROM timescaledb_information.hypertables "
+                        "WHERE hypertable_name = 'raw_data'") == "1"
+    assert stack.counts() == {}
+
+
+def test_2_manual_run_loads_the_seed_data(stack):
+    """The seed's manual run prints its six lines; its counting query shows its counts."""
+    assert_loaded_like_the_seed(manual_run(stack))
+    assert stack.counts() == SEED_COUNTS
+
+
+def test_3_cron_runs_the_loader_as_ingest(stack):
+    """INGEST_SCHEDULE every minute: cron runs the loader, as ingest, into the log."""
+    stack.write_env(INGEST_SCHEDULE=EVERY_MINUTE)
+    stack.compose("up", "-d", timeout=300)   # recreates the ingestor with the new schedule
+    try:
+        crontab = stack.compose("exec", "ingestor", "crontab", "-l", "-u", "ingest").stdout
+        assert re.search(r"^\* \* \* \* \* .*cron-job\.sh", crontab, re.MULTILINE), crontab
+        root = stack.compose("exec", "ingestor", "crontab", "-l", check=False)
+        assert root.returncode != 0, f"root has a crontab too:\n{root.stdout}"
+
+        deadline = time.monotonic() + 150
+        while True:
+            log = stack.logs("ingestor")
+            started = log.rfind("scheduled run started")
+            if started >= 0 and re.search(r"scheduled run (finished|FAILED|skipped)",
+                                          log[started:]):
+                break
+            assert time.monotonic() < deadline, f"no scheduled run within 150 s:\n{log}"
+            time.sleep(3)
+        assert f"cron runs the loader at '{EVERY_MINUTE}' (TZ=UTC) as ingest" in log, log
+        run = log[started:]
+        assert "scheduled run finished" in run, log
+        assert "ingestion complete" in run, log
+        assert stack.scalar("SELECT count(*) > 0 FROM ingest_runs "
+                            "WHERE trigger = 'cron' AND status = 'ok'") == "t"
+    finally:
+        stack.write_env(INGEST_SCHEDULE=NEVER)
+        stack.compose("up", "-d", timeout=300)
+    assert stack.counts() == SEED_COUNTS
+
+
+def test_4_light_reset_doubles_nothing(stack):
+    """The seed's light reset: delete the checkpoint, run again; the counts stay."""
+    stack.compose("exec", "ingestor", "rm", "-f", "/checkpoint/last_run.json")
+    result = manual_run(stack)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ingestion complete" in result.stdout, result.stdout
+    assert stack.counts() == SEED_COUNTS
+
+
+def test_5_db_restart_during_a_load(stack):
+    """`docker compose restart db` while a load runs: it fails cleanly or retries; the next
+    run leaves the counts exact."""
+    # An empty table and no checkpoint: the next run loads everything, hr's 2.6 M rows last but two.
+    stack.compose("exec", "ingestor", "rm", "-f", "/checkpoint/last_run.json")
+    stack.psql("TRUNCATE raw_data;")
+    assert stack.counts() == {}
+
+    run = stack.popen(*MANUAL_RUN)
+    out: list[str] = []
+    err: list[str] = []
+    readers = [threading.Thread(target=lambda s, b: b.extend(s), args=(stream, buf), daemon=True)
+               for stream, buf in ((run.stdout, out), (run.stderr, err))]
+    for reader in readers:
+        reader.start()
+    try:
+        # In progress: br is done, hr (the big one) is being loaded.
+        deadline = time.monotonic() + 300
+        while not any("→ br" in line for line in out):
+            assert run.poll() is None, f"the run ended early:\n{''.join(out + err)}"
+            assert time.monotonic() < deadline, "the load did not reach hr in 300 s"
+            time.sleep(0.2)
+        time.sleep(2)
+        assert run.poll() is None, "the load ended before the restart"
+        stack.compose("restart", "db", timeout=120)
+        status = run.wait(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        for reader in readers:
+            reader.join(timeout=10)
+    stdout, stderr = "".join(out), "".join(err)
+    print(f"the run during the restart exited {status}:\n{stdout}{stderr}")
+    if status == 0:
+        # It reconnected and finished.
+        assert "ingestion complete" in stdout, stdout + stderr
+    else:
+        # It failed cleanly: a clear error, no traceback, no signal.
+        assert status < 128, f"exit status {status}:\n{stdout}{stderr}"
+        assert "Traceback" not in stdout + stderr, stdout + stderr
+        errors = [line for line in stderr.splitlines() if re.search(r"error", line, re.I)]
+        assert errors, f"no error line on stderr:\n{stderr}"
+
+    stack.wait_healthy("db")
+    result = manual_run(stack)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ingestion complete" in result.stdout, result.stdout
+    assert stack.counts() == SEED_COUNTS
+
+
+def test_6_full_reset_loads_afresh(stack):
+    """The seed's full reset: `down -v`, `up -d`, the manual run: a fresh, exact load."""
+    stack.compose("down", "-v", timeout=180)
+    volumes = stack.engine.lines("volume", "ls", "-q", "--filter",
+                                 f"label=com.docker.compose.project={stack.project}")
+    assert volumes == [], f"volumes left after down -v: {volumes}"
+    stack.compose("up", "-d", timeout=600)
+    stack.wait_healthy("db")
+    assert stack.counts() == {}
+    assert_loaded_like_the_seed(manual_run(stack))
+    assert stack.counts() == SEED_COUNTS
+
+
+def test_7_stop_ends_every_container_within_10_s(stack):
+    """`docker compose stop`: every container ends on its stop signal, none is killed."""
+    ids = stack.compose("ps", "-q").stdout.split()
+    assert len(ids) == 2, ids   # db and the ingestor; the generator has exited
+    started = time.monotonic()
+    stack.compose("stop", timeout=60)
+    took = time.monotonic() - started
+    for cid in ids:
+        state = stack.engine.run("inspect", "-f", "{{.Name}} {{.State.Running}} "
+                                 "{{.State.ExitCode}}", cid).stdout.split()
+        name, running, code = state
+        assert running == "false", state
+        # 137: killed (SIGKILL) when the stop timeout ran out.
+        assert int(code) != 137, f"{name} was killed, not stopped: {state}"
+    assert took < 10, f"docker compose stop took {took:.1f} s"
