@@ -8,12 +8,13 @@ PY     := $(VENV)/bin/python
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(VENV)/.installed: ingest/requirements.txt requirements-dev.txt
+$(VENV)/.installed: pyproject.toml ingest/requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -c ingest/requirements.txt -e .
 	touch $@
 
-setup: $(VENV)/.installed  ## virtual environment with the run-time and test requirements
+setup: $(VENV)/.installed  ## virtual environment: the project (editable) and the test tools
 
 db-server:  ## PostgreSQL 15 + TimescaleDB for the tests (skipped with TEST_DATABASE_URL)
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \

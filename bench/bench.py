@@ -29,13 +29,12 @@ from urllib.parse import urlsplit
 
 import psycopg2
 
+from wearables_ingest.database import Database, ensure_schema
+from wearables_ingest.devserver import throwaway_server
+
 REPO = Path(__file__).resolve().parent.parent
 INGEST = REPO / "ingest" / "ingest.py"
-SYNTH = REPO / "ingest" / "synth.py"
-sys.path[:0] = [str(REPO / "ingest"), str(REPO / "tests")]
-
-import db  # noqa: E402  (the loader's own schema)
-from pgserver import throwaway_server  # noqa: E402
+SYNTH = [sys.executable, "-m", "wearables_ingest.synth"]
 
 METRICS = ("activity", "azm", "br", "hr", "hrv", "spo2")
 
@@ -75,14 +74,14 @@ def fresh_database(admin: str, name: str) -> str:
     sql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     sql(admin, f'CREATE DATABASE "{name}"')
     url = with_db(admin, name)
-    conn = psycopg2.connect(url)
-    db.ensure_schema(conn)
-    conn.close()
+    db = Database({"dsn": url}, name).open()
+    ensure_schema(db)  # the loader's own schema
+    db.close()
     return url
 
 
 def synth(out: Path, *args: str) -> None:
-    subprocess.run([sys.executable, str(SYNTH), "--out", str(out), *args], check=True,
+    subprocess.run([*SYNTH, "--out", str(out), *args], check=True,
                    stdout=subprocess.DEVNULL)
 
 

@@ -10,27 +10,17 @@ instead. Every test that asks for ``database_url`` gets a database of its own.
 from __future__ import annotations
 
 import os
-import re
+import shutil
 import subprocess
 import sys
-import uuid
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import psycopg2
 import pytest
 
-from pgserver import ServerError, throwaway_server
-
-REPO = Path(__file__).resolve().parent.parent
-INGEST = REPO / "ingest" / "ingest.py"
-SYNTH = REPO / "ingest" / "synth.py"
-
-# The seed's contract: 30 days for participant 1.
-SEED_COUNTS = {"activity": 30, "azm": 43_200, "br": 30, "hr": 2_592_000,
-               "hrv": 13_248, "spo2": 13_248}
+from helpers import INGEST, fresh_database, synth
+from wearables_ingest.devserver import ServerError, throwaway_server
 
 
 @pytest.fixture(scope="session")
@@ -46,75 +36,11 @@ def admin_url() -> Iterator[str]:
         pytest.exit(str(e), returncode=3)
 
 
-def with_dbname(url: str, dbname: str) -> str:
-    return urlsplit(url)._replace(path=f"/{dbname}").geturl()
-
-
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A new, empty database on the server, dropped afterwards; yields its URL."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield with_dbname(admin_url, name)
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
-
-
 @pytest.fixture
 def database_url(admin_url: str) -> Iterator[str]:
     """A fresh, empty database for one test (dropped afterwards)."""
     with fresh_database(admin_url) as url:
         yield url
-
-
-def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    conn = psycopg2.connect(url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
-LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (DEBUG|INFO|WARNING|ERROR) (.*)")
-
-
-def logged(stderr: str) -> list[str]:
-    """The loader's log lines without their timestamps: "ERROR cannot connect ..."."""
-    found = []
-    for line in stderr.splitlines():
-        m = LOG_LINE.fullmatch(line)
-        assert m, f"not a log line: {line!r}"
-        found.append(f"{m.group(1)} {m.group(2)}")
-    return found
-
-
-def execute(url: str, sql: str, params: tuple = ()) -> None:
-    """Run one statement and commit."""
-    conn = psycopg2.connect(url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(sql, params)
-    finally:
-        conn.close()
-
-
-def table_counts(url: str) -> dict[str, int]:
-    """Rows per metric in raw_data."""
-    return dict(query(url, "SELECT metric, count(*) FROM raw_data GROUP BY metric"))
-
-
-def synth(out: Path, *args: str) -> None:
-    """Run the generator as a user would."""
-    subprocess.run([sys.executable, str(SYNTH), "--out", str(out), *args], check=True,
-                   capture_output=True)
 
 
 @pytest.fixture
@@ -152,3 +78,17 @@ def seed_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("seed") / "participant_001"
     synth(out)
     return out
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder another user (the stack's job user) can reach, removed afterwards.
+
+    pytest's own temporary folders are root's only.
+    """
+    path = Path(tempfile.mkdtemp(prefix="wearables-stack-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)

@@ -18,8 +18,11 @@
 #   PGHOST, PGPORT, PGPASSWORD  where and how psql connects (libpq's own
 #                       settings; in the db container, the local socket)
 #
-# The schema is the loader's own (ingest/db.py, SCHEMA), statement for
-# statement, so the loader finds it in place and sends no DDL. The role gets
+#   SCHEMA_FILE         the schema (default: /opt/wearables-ingest/schema.sql,
+#                       where docker-compose.yml mounts ingest/wearables_ingest/schema.sql)
+#
+# The schema is the loader's own file, so the loader finds it in place and
+# sends no DDL. The role gets
 # CONNECT and TEMPORARY (the loader's COPY stages rows in a temporary table) on
 # the database, USAGE on schema public, and SELECT and INSERT on raw_data:
 # it cannot change or delete a row, empty or drop the table, or create one.
@@ -36,37 +39,25 @@ fi
 INGEST_DB_USER=${INGEST_DB_USER:-ingest}
 export INGEST_DB_PASSWORD INGEST_DB_USER
 
-psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet \
-    --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-wearables}" <<'SQL'
+SCHEMA_FILE=${SCHEMA_FILE:-/opt/wearables-ingest/schema.sql}
+if [ ! -r "$SCHEMA_FILE" ]; then
+    echo "10-wearables.sh: error: cannot read the schema $SCHEMA_FILE; set SCHEMA_FILE" >&2
+    exit 1
+fi
+
+# One transaction: the schema file between the role's preamble and its grants.
+# Query results (create_hypertable's row) go to /dev/null; errors to stderr.
+{
+    cat <<'SQL'
 \set VERBOSITY terse
 \getenv ingest_password INGEST_DB_PASSWORD
 \getenv ingest_user INGEST_DB_USER
 SELECT current_database() AS ingest_database \gset
-
 BEGIN;
-
--- The schema, as ingest/db.py's SCHEMA creates it.
-CREATE EXTENSION IF NOT EXISTS timescaledb;
-CREATE TABLE IF NOT EXISTS raw_data (
-  ts          TIMESTAMPTZ NOT NULL,
-  participant INT          NOT NULL,
-  metric      TEXT         NOT NULL,
-  value       DOUBLE PRECISION,
-  PRIMARY KEY (ts, participant, metric)
-);
-SELECT create_hypertable('raw_data', 'ts', if_not_exists => TRUE) \g /dev/null
--- The record of runs, as ingest/db.py's RUNS_SCHEMA creates it.
-CREATE TABLE IF NOT EXISTS ingest_runs (
-  run_id    BIGSERIAL   PRIMARY KEY,
-  started   TIMESTAMPTZ NOT NULL DEFAULT now(),
-  finished  TIMESTAMPTZ,
-  status    TEXT        NOT NULL DEFAULT 'running'
-            CHECK (status IN ('running', 'ok', 'partial', 'failed')),
-  trigger   TEXT        NOT NULL,
-  metrics   JSONB,
-  error     TEXT
-);
-
+SQL
+    cat "$SCHEMA_FILE"
+    cat <<'SQL'
+;
 -- The loader's role: log in, read and insert; nothing else.
 SELECT format('CREATE ROLE %I', :'ingest_user')
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'ingest_user') \gexec
@@ -85,3 +76,5 @@ GRANT USAGE ON SEQUENCE ingest_runs_run_id_seq TO :"ingest_user";
 
 COMMIT;
 SQL
+} | psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet --output=/dev/null \
+    --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-wearables}"

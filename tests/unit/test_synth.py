@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from datetime import date, timedelta
 
 import pandas as pd
 import pytest
 
-import synth
-from conftest import SEED_COUNTS, SYNTH
-from conftest import synth as run_synth
+from helpers import SEED_COUNTS, SYNTH
+from helpers import synth as run_synth
+from wearables_ingest import synth
 
 
 def read(path) -> pd.DataFrame:
@@ -79,7 +78,7 @@ def test_appending_days_equals_generating_them_in_one_go(tmp_path):
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SYNTH), *args], capture_output=True, text=True)
+    return subprocess.run([*SYNTH, *args], capture_output=True, text=True)
 
 
 def test_prints_what_it_wrote(tmp_path):

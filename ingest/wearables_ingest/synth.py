@@ -1,7 +1,7 @@
 """Generate a synthetic Fitbit-style intraday data set as flattened CSV files.
 
-    python ingest/synth.py --out data/participant_001              # 30 days
-    python ingest/synth.py --out data/participant_001 --append-days 1
+    python -m wearables_ingest.synth --out data/participant_001              # 30 days
+    python -m wearables_ingest.synth --out data/participant_001 --append-days 1
 
 Each metric goes to ``<out>/<metric>.csv`` with the header ``ts,value``, one row
 per sample, sorted by time, ``ts`` in ISO 8601 with a UTC offset. Every day is
@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wearables_ingest.errors import IngestError
+
 METRICS = ("activity", "azm", "br", "hr", "hrv", "spo2")
 HEADER = "ts,value\n"
 SECONDS_PER_DAY = 86_400
@@ -37,7 +39,7 @@ DEFAULT_SEED = 42
 FLOAT_METRICS = {"br": "%.1f", "hrv": "%.1f", "spo2": "%.1f"}
 
 
-class SynthError(Exception):
+class SynthError(IngestError):
     """A problem with the output folder, reported as one line."""
 
 
@@ -192,7 +194,8 @@ def write(out: Path, first_day: date, days: int, seed: int, append: bool) -> Wri
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Generate synthetic Fitbit-style intraday CSV files.")
+    p = argparse.ArgumentParser(prog="python -m wearables_ingest.synth",
+                                description="Generate synthetic Fitbit-style intraday CSV files.")
     p.add_argument("--out", type=Path, default=Path("data/participant_001"),
                    help="output folder, one <metric>.csv per metric (default: %(default)s)")
     p.add_argument("--days", type=int, default=DEFAULT_DAYS,

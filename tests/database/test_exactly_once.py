@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import execute, logged, query, synth
+from helpers import execute, logged, query, synth
 
 METRICS = ("activity", "azm", "br", "hr", "hrv", "spo2")
 
@@ -164,7 +164,7 @@ def test_connection_dropped_mid_run_is_retried_or_caught_up_next_run(tmp_path, r
     loader.wait()
     if retries == "0":
         assert loader.returncode == 1
-        assert len(logged(err)) == 1 and logged(err)[0].startswith("ERROR database error at ")
+        assert len(logged(err)) == 1 and logged(err)[0].startswith("ERROR lost the database at ")
         assert json.loads((tmp_path / "state" / "last_run.json").read_text())[
             "participants"]["1"].get("hr") is None  # not committed: not in the checkpoint
         assert run_ingest().returncode == 0  # the next run catches up

@@ -16,8 +16,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
-# name -> (default, meaning). The README's table of settings and .env.example
-# list the same names; a test keeps the three in step.
+from wearables_ingest.errors import ConfigError
+
+# name -> (default, meaning): the one list of settings. .env.example and
+# docs/settings.md document the same names; a test keeps them in step.
 SETTINGS: dict[str, tuple[str, str]] = {
     "PGHOST": ("localhost", "database host"),
     "PGPORT": ("5432", "database port"),
@@ -39,10 +41,6 @@ SETTINGS: dict[str, tuple[str, str]] = {
 TRIGGERS = ("manual", "cron")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 METHODS = ("copy", "values")
-
-
-class ConfigError(Exception):
-    """A setting has a value the loader cannot use."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from conftest import SEED_COUNTS, logged, query, synth, table_counts
+from helpers import SEED_COUNTS, logged, query, synth, table_counts
 
 SEED_LINES = [
     "Ingested 30 rows → activity",

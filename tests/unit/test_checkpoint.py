@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from checkpoint import Checkpoint, CheckpointError, load, save
+from wearables_ingest.checkpoint import Checkpoint, load, save
+from wearables_ingest.errors import CheckpointError
 
 
 def us(text: str) -> np.datetime64:
@@ -44,9 +45,9 @@ def test_marks_only_move_forward_and_positions_are_replaced():
     cp = Checkpoint()
     cp.record(1, "hr", us("2024-01-02"), offset=100, line=5, tail="x")
     cp.record(1, "hr", us("2024-01-01"), offset=40, line=3, tail="y")  # a rescanned file
-    assert cp.mark(1, "hr") == us("2024-01-02")
+    assert cp.last_ts(1, "hr") == us("2024-01-02")
     assert (cp.entry(1, "hr").offset, cp.entry(1, "hr").line) == (40, 3)
-    assert cp.mark(1, "spo2") is None and cp.entry(1, "spo2") is None
+    assert cp.last_ts(1, "spo2") is None and cp.entry(1, "spo2") is None
 
 
 def test_save_replaces_the_file_and_leaves_no_temporary_files(tmp_path):

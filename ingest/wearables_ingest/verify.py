@@ -6,10 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import db
-from checkpoint import format_ts
-from config import Config
-from source import discover, parse_block, read_blocks
+from wearables_ingest import database
+from wearables_ingest.blocks import read_blocks
+from wearables_ingest.database import Database
+from wearables_ingest.discovery import discover
+from wearables_ingest.parse import parse_block
+from wearables_ingest.settings import Config
+from wearables_ingest.timestamps import format_ts
 
 
 @dataclass(frozen=True)
@@ -44,15 +47,14 @@ def compare(cfg: Config, metrics: set[str] | None = None,
     wanted = {(f.participant, f.metric): f for f in files
               if (metrics is None or f.metric in metrics)
               and (participants is None or f.participant in participants)}
-    conn = db.connect_with_retries(cfg.connect_args, cfg.target(), cfg.retries,
-                                   cfg.retry_delay, lambda _: None)
+    db = Database(cfg.connect_args, cfg.target(), cfg.retries, cfg.retry_delay).open()
     try:
         stored = {(p, m): (n, format_ts(first), format_ts(last))
-                  for p, m, n, first, last in db.table_summary(conn)
+                  for p, m, n, first, last in database.table_summary(db)
                   if (metrics is None or m in metrics)
                   and (participants is None or p in participants)}
     finally:
-        conn.close()
+        db.close()
     rows = []
     for key in sorted(set(wanted) | set(stored)):
         src = _source_side(wanted[key].path, cfg.source_tz) if key in wanted else (0, None, None)

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import psycopg2
+import itertools
+
 import pytest
 
-import checkpoint
-import db
-from conftest import query
-from loader import Options, load_file, plan
-from source import Reject, SourceError, SourceFile, tail_hash
+from helpers import open_database, query
+from wearables_ingest import checkpoint
+from wearables_ingest.blocks import Reject, tail_hash
+from wearables_ingest.database import ensure_schema
+from wearables_ingest.discovery import SourceFile
+from wearables_ingest.errors import SourceError
+from wearables_ingest.loader import Options, load_file
+from wearables_ingest.plan import plan
 
 METHODS = ["copy", "values"]
 
 
 @pytest.fixture
 def conn(database_url):
-    c = psycopg2.connect(database_url, options="-c timezone=UTC")
-    db.ensure_schema(c)
-    yield c
-    c.close()
+    db = open_database(database_url)
+    ensure_schema(db)
+    yield db
+    db.close()
 
 
 def rows(*pairs: tuple[str, object]) -> str:
@@ -49,7 +53,7 @@ def stored(url: str) -> list[tuple]:
 def load_and_record(conn, source, cp, method):
     """What a run does for one file: load it, then record the checkpoint entry."""
     result = load_file(conn, source, cp.entry(1, "hr"), Options(method))
-    cp.record(1, "hr", result.newest, result.end.offset, result.end.line,
+    cp.record(1, "hr", result.last_ts, result.end.offset, result.end.line,
               tail_hash(source.path, result.end.offset))
     return result
 
@@ -65,16 +69,16 @@ def test_next_run_reads_only_what_was_appended_late_rows_included(tmp_path, conn
     size = source.path.stat().st_size
     assert plan(source, cp.entry(1, "hr")).start.offset == size  # nothing new: nothing to read
     nothing = load_and_record(conn, source, cp, method)
-    assert (nothing.offered, nothing.inserted, nothing.newest) == (0, 0, None)
+    assert (nothing.offered, nothing.inserted, nothing.last_ts) == (0, 0, None)
 
     append(source, rows((hour(3), 62), (hour(0, 30), 59)))  # 00:30 synced late
     p = plan(source, cp.entry(1, "hr"))
-    assert (p.start.offset, p.start.line, p.only_newer_than, p.rescanned) == (size, 4, None, False)
+    assert (p.start.offset, p.start.line, p.last_ts, p.rescanned) == (size, 4, None, False)
     more = load_and_record(conn, source, cp, method)
     assert (more.offered, more.inserted) == (2, 2)
     assert stored(database_url) == [("00:30", 59.0), ("01:00", 60.0), ("02:00", 61.0),
                                     ("03:00", 62.0)]
-    assert cp.mark(1, "hr") == more.newest
+    assert cp.last_ts(1, "hr") == more.last_ts
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -87,7 +91,7 @@ def test_rewritten_file_is_read_again_offering_rows_newer_than_the_mark(tmp_path
     source.path.write_text("ts,value\n" + rows((hour(1), 99), (hour(2), 61), (hour(3), 62)))
 
     p = plan(source, cp.entry(1, "hr"))
-    assert p.rescanned and p.start.offset == 0 and p.only_newer_than == cp.mark(1, "hr")
+    assert p.rescanned and p.start.offset == 0 and p.last_ts == cp.last_ts(1, "hr")
     result = load_and_record(conn, source, cp, method)
     assert (result.offered, result.inserted, result.rescanned) == (1, 1, True)
     assert stored(database_url) == [("01:00", 60.0), ("02:00", 61.0), ("03:00", 62.0)]
@@ -104,7 +108,7 @@ def test_truncated_file_is_read_again(tmp_path, conn):
 @pytest.mark.parametrize("method", METHODS)
 def test_rows_already_present_and_repeated_rows_are_skipped_not_doubled(tmp_path, conn,
                                                                          database_url, method):
-    with conn, conn.cursor() as cur:
+    with conn.transaction() as cur:
         cur.execute("INSERT INTO raw_data VALUES (%s, 1, 'hr', 1)", (hour(2),))
     # 01:00 is newer than nothing, so COPY starts straight into the table; the stored
     # 02:00 and the repeated 03:00 make it fail, and staging takes over.
@@ -160,7 +164,7 @@ def test_bad_row_is_rejected_by_line_and_the_rest_loads_whichever_the_method(
 
 
 def test_a_file_of_mostly_bad_rows_fails_whole(tmp_path, conn, database_url, monkeypatch):
-    import loader
+    from wearables_ingest import loader
     monkeypatch.setattr(loader, "MAX_REJECTS", 3)
     source = make(tmp_path, rows((hour(1), 60)) + "x,1\n" * 4)
     with pytest.raises(SourceError, match=r"hr.csv: more than 3 bad rows \(the first on line "
@@ -175,3 +179,42 @@ def test_offset_less_rows_land_in_utc_from_the_source_time_zone(tmp_path, conn, 
     source = make(tmp_path, "2024-07-01T03:00:00,1\n2024-07-01T04:00:00,2\n")
     load_file(conn, source, None, Options(method, source_tz="Europe/Berlin"))
     assert stored(database_url) == [("01:00", 1.0), ("02:00", 2.0)]
+
+
+# Row-level problems a file can hold; each pair in one file must still load the rest.
+# name -> (lines to add in the middle of the file, rows already stored before the load,
+#          reject reasons expected, rows counted as already present)
+PROBLEMS = {
+    "duplicate line": ([f"{hour(2)},61"], [], [], 1),
+    "row already stored": ([], [hour(3)], [], 1),
+    "impossible date": (["2024-02-30T00:00:00+00:00,61"],
+                        [], ["timestamp '2024-02-30T00:00:00+00:00' is not ISO 8601"], 0),
+    "extra field": ([f"{hour(5)},5,6"], [], ["3 fields, expected 2"], 0),
+    "bad value": ([f"{hour(6)},abc"], [], ["value 'abc' is not a finite number"], 0),
+}
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("first, second", list(itertools.combinations(PROBLEMS, 2)))
+def test_two_row_problems_in_one_file_reject_the_bad_rows_and_load_the_rest(
+        tmp_path, conn, database_url, method, first, second):
+    added, stored_before, reasons, present = [], [], [], 0
+    for name in (first, second):
+        lines, rows_stored, why, already = PROBLEMS[name]
+        added += lines
+        stored_before += rows_stored
+        reasons += why
+        present += already
+    for ts in stored_before:
+        with conn.transaction() as cur:
+            cur.execute("INSERT INTO raw_data VALUES (%s, 1, 'hr', 1)", (ts,))
+    middle = "".join(f"{line}\n" for line in added)
+    source = make(tmp_path, rows((hour(1), 60), (hour(2), 61)) + middle
+                  + rows((hour(3), 62), (hour(4), 63)))
+
+    result = load_file(conn, source, None, Options(method))
+
+    assert sorted(r.reason for r in result.rejects) == sorted(reasons)
+    assert (result.inserted, result.already_present) == (4 - len(stored_before), present)
+    assert stored(database_url) == [("01:00", 60.0), ("02:00", 61.0),
+                                    ("03:00", 1.0 if stored_before else 62.0), ("04:00", 63.0)]

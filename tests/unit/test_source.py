@@ -5,17 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from source import (
-    Chunk,
-    Position,
-    Reject,
-    SourceError,
-    discover,
-    newer_than,
-    parse_block,
-    read_blocks,
-    tail_hash,
-)
+from wearables_ingest.blocks import Position, Reject, read_blocks, tail_hash
+from wearables_ingest.discovery import discover
+from wearables_ingest.errors import SourceError
+from wearables_ingest.parse import Chunk, newer_than, parse_block
 
 
 def write(path, text: str | bytes):
@@ -205,8 +198,8 @@ def test_plain_blocks_are_recognised_and_anything_else_is_not(tmp_path):
 @pytest.mark.parametrize("tail", ["\n2024-01-01T00:00:02Z,3\n", ""])
 def test_a_line_longer_than_the_limit_is_rejected_without_reading_it_whole(tmp_path,
                                                                           monkeypatch, tail):
-    import source
-    monkeypatch.setattr(source, "MAX_LINE_BYTES", 100)
+    from wearables_ingest import blocks
+    monkeypatch.setattr(blocks, "MAX_LINE_BYTES", 100)
     long_line = "2024-01-01T00:00:01Z," + "9" * 500
     path = write(tmp_path / "hr.csv", "ts,value\n2024-01-01T00:00:00Z,1\n" + long_line + tail)
     chunk, rejects = read_both(path, block_bytes=32)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import INGEST, execute, logged, query, synth, table_counts
+from helpers import INGEST, execute, logged, query, synth, table_counts
 
 
 def test_dry_run_prints_what_would_be_inserted_and_writes_nothing(tmp_path, run_ingest,
@@ -77,7 +77,7 @@ def test_metrics_and_participants_limit_the_run(tmp_path, run_ingest, database_u
 def test_bad_options_get_argparse_errors(tmp_path, run_ingest, args, message):
     proc = run_ingest(*args)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("usage: ingest.py") and message in proc.stderr
+    assert proc.stderr.startswith("usage: wearables-ingest") and message in proc.stderr
 
 
 def test_json_summary_is_one_object_on_stdout(tmp_path, run_ingest):
@@ -85,12 +85,53 @@ def test_json_summary_is_one_object_on_stdout(tmp_path, run_ingest):
     proc = run_ingest("--json")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)  # nothing else on stdout
+    assert summary["ok"] is True and summary["error"] is None
     assert summary["status"] == "ok" and summary["dry_run"] is False
     by_metric = {f["metric"]: f for f in summary["files"]}
     assert by_metric["hr"] == {"participant": 1, "metric": "hr", "inserted": 86_400,
                                "already_present": 0, "rejected": 0, "error": None}
     assert summary["inserted"] == sum(f["inserted"] for f in summary["files"])
     assert isinstance(summary["run_id"], int) and summary["last_success"]
+
+
+def json_of(proc: subprocess.CompletedProcess) -> dict:
+    """The one JSON object on stdout (json.loads refuses anything else there)."""
+    return json.loads(proc.stdout)
+
+
+def test_json_is_one_object_with_ok_false_when_the_run_cannot_start(tmp_path, run_ingest):
+    synth(tmp_path / "data", "--days", "1")
+    bad_setting = run_ingest("--json", INGEST_RETRIES="many")
+    unreachable = run_ingest("--json", DATABASE_URL="postgresql://u:pw@127.0.0.1:1/x",
+                             INGEST_RETRIES="0")
+    no_data = run_ingest("--json", DATA_DIR=str(tmp_path / "missing"))
+    bad_option = run_ingest("--json", "--method", "fast")
+    with (tmp_path / "state" / "last_run.json.lock").open("w") as held:  # the runs made it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        locked = run_ingest("--json")
+
+    for proc, status, error in [
+            (bad_setting, 1, "INGEST_RETRIES='many' is not a whole number"),
+            (unreachable, 1, "cannot connect to postgresql://u:***@127.0.0.1:1/x: "),
+            (no_data, 1, f"{tmp_path / 'missing'}: data folder not found"),
+            (bad_option, 2, "argument --method: invalid choice: 'fast'"),
+            (locked, 75, "another ingest run (pid ?) is in progress; not starting")]:
+        assert proc.returncode == status, proc.stderr
+        summary = json_of(proc)
+        assert (summary["ok"], summary["exit_status"]) == (False, status)
+        assert error in summary["error"]
+        assert "pw" not in proc.stdout
+
+
+def test_json_says_ok_false_and_why_when_a_file_fails(tmp_path, run_ingest):
+    synth(tmp_path / "data", "--days", "1")
+    (tmp_path / "data" / "hr.csv").write_text("time,bpm\n")
+    proc = run_ingest("--json")
+    assert proc.returncode == 1
+    summary = json_of(proc)
+    assert (summary["ok"], summary["status"]) == (False, "partial")
+    assert "hr.csv:1: header is 'time,bpm', expected 'ts,value'" in summary["error"]
+    assert json_of(run_ingest("--json", "--metrics", "br"))["ok"] is True
 
 
 def test_verify_reports_equal_then_a_difference(tmp_path, run_ingest, database_url):

@@ -1,12 +1,38 @@
-"""What a run tells: the totals line, the JSON summary, and the Prometheus metrics file."""
+"""What a run tells, made from its counts: text lines, the JSON summary, the metrics file."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
-from checkpoint import write_atomically
-from loader import RunResult
+from wearables_ingest.atomic import write_atomically
+from wearables_ingest.results import FileResult, RunResult
+from wearables_ingest.timestamps import format_ts
+
+
+def file_line(result: FileResult, dry_run: bool = False) -> str:
+    """The seed's line for one file: ``Ingested 43,200 rows → azm``, plus what was skipped."""
+    verb = "Would ingest" if dry_run else "Ingested"
+    line = f"{verb} {result.inserted:,} rows → {result.source.label}"
+    extra = []
+    if result.already_present:
+        extra.append(f"{result.already_present:,} already present")
+    if result.rejects:
+        extra.append(f"{result.rejected:,} rejected")
+    return line + (f" ({', '.join(extra)})" if extra else "")
+
+
+def notes(result: FileResult) -> list[str]:
+    """What the user should know about how this file was read."""
+    path, label = result.source.path, result.source.label
+    if result.reloaded:
+        return [f"raw_data holds no {label} rows up to the checkpoint's "
+                f"{format_ts(result.checkpoint_ts)} (was the database reset?); "
+                f"read {path} again from the start"]
+    if result.rescanned:
+        return [f"{path} changed since the last run (rewritten or truncated); read it "
+                "again from the start, offering rows newer than "
+                f"{format_ts(result.checkpoint_ts)} (--full offers every row)"]
+    return []
 
 
 def totals_line(result: RunResult, seconds: float) -> str:
@@ -22,6 +48,7 @@ def totals_line(result: RunResult, seconds: float) -> str:
 def as_json(result: RunResult, started: str, seconds: float) -> dict:
     """The run's summary as one JSON-ready object (``--json``)."""
     return {
+        "ok": result.ok,
         "status": result.status,
         "dry_run": result.dry_run,
         "run_id": result.run_id,
@@ -32,6 +59,7 @@ def as_json(result: RunResult, started: str, seconds: float) -> dict:
         "rejected": result.total("rejected"),
         "files": list(result.per_file().values()),
         "errors": result.errors,
+        "error": "; ".join(result.errors) or None,
         "last_success": result.last_success,
     }
 
@@ -73,6 +101,7 @@ def write_metrics(path: Path, text: str) -> None:
     write_atomically(path, text, mode=0o644)
 
 
-def epoch(iso: str | None) -> float | None:
-    """Unix time of an ISO 8601 timestamp with offset (None stays None)."""
-    return None if iso is None else datetime.fromisoformat(iso).timestamp()
+def error_json(error: str, started: str, seconds: float, exit_status: int) -> dict:
+    """The JSON object of a run that could not start or stopped early (``--json``)."""
+    return {"ok": False, "status": "failed", "error": error, "exit_status": exit_status,
+            "started": started, "duration_s": round(seconds, 3)}

@@ -1,4 +1,4 @@
-"""The database side on a real TimescaleDB: schema, hypertable, and the batch writer."""
+"""The database layer on a real TimescaleDB: the schema, connecting, and the write strategies."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import psycopg2
 import psycopg2.sql
 import pytest
 
-from conftest import query
-from db import DatabaseError, connect, ensure_schema, insert_rows
+from helpers import open_database, query, schema_snapshot
+from wearables_ingest import writer
+from wearables_ingest.database import Database, connect, ensure_schema
+from wearables_ingest.discovery import SourceFile
+from wearables_ingest.errors import ConnectionLost
+from wearables_ingest.loader import Options, load_file
 
 
 @pytest.fixture
@@ -20,21 +24,34 @@ def conn(database_url):
     c.close()
 
 
-def schema_snapshot(url: str) -> list[tuple]:
-    columns = query(url, "SELECT column_name, data_type, is_nullable FROM "
-                         "information_schema.columns WHERE table_name = 'raw_data' "
-                         "ORDER BY ordinal_position")
-    key = query(url, "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-                     "WHERE conrelid = 'raw_data'::regclass AND contype = 'p'")
-    hyper = query(url, "SELECT hypertable_name, num_dimensions FROM "
-                       "timescaledb_information.hypertables")
-    dims = query(url, "SELECT column_name FROM timescaledb_information.dimensions "
-                      "WHERE hypertable_name = 'raw_data'")
-    return [*columns, *key, *hyper, *dims]
+@pytest.fixture
+def db(database_url):
+    d = open_database(database_url)
+    yield d
+    d.close()
 
 
-def test_schema_is_the_seed_table_as_a_hypertable_on_ts(conn, database_url):
-    ensure_schema(conn)
+class ParsedRows:
+    """writer.Rows from arrays, for the values strategy."""
+
+    def __init__(self, participant: int, metric: str, ts, values) -> None:
+        self.participant, self.metric = participant, metric
+        self.ts = np.array(ts, dtype="datetime64[us]")
+        self.values = np.array(values, dtype="float64")
+
+    def copy_data(self, parse_all: bool):
+        raise AssertionError("the values strategy reads parsed rows only")
+
+    def parsed(self):
+        yield self.ts, self.values
+
+
+def insert_rows(db: Database, participant: int, metric: str, ts, values) -> int:
+    return writer.write(db, ParsedRows(participant, metric, ts, values), (writer.VALUES,)).inserted
+
+
+def test_schema_is_the_seed_table_as_a_hypertable_on_ts(db, database_url):
+    ensure_schema(db)
     assert schema_snapshot(database_url) == [
         ("ts", "timestamp with time zone", "NO"),
         ("participant", "integer", "NO"),
@@ -46,26 +63,24 @@ def test_schema_is_the_seed_table_as_a_hypertable_on_ts(conn, database_url):
     ]
 
 
-def test_ensure_schema_again_changes_nothing(conn, database_url):
-    ensure_schema(conn)
-    with conn, conn.cursor() as cur:
+def test_ensure_schema_again_changes_nothing(db, database_url):
+    ensure_schema(db)
+    with db.transaction() as cur:
         cur.execute("INSERT INTO raw_data VALUES ('2024-01-01T00:00:00Z', 1, 'hr', 60)")
     before = schema_snapshot(database_url)
-    ensure_schema(conn)
+    ensure_schema(db)
     assert schema_snapshot(database_url) == before
     assert query(database_url, "SELECT count(*) FROM raw_data") == [(1,)]
 
 
-def test_insert_rows_counts_new_rows_and_skips_present_ones(conn, database_url):
-    ensure_schema(conn)
+def test_values_strategy_counts_new_rows_and_skips_present_ones(db, database_url):
+    ensure_schema(db)
     ts = np.array(["2024-01-01T00:00:00", "2024-01-01T00:00:01.5"], dtype="datetime64[us]")
-    with conn, conn.cursor() as cur:
-        assert insert_rows(cur, 1, "hr", ts, np.array([60.0, np.nan])) == 2
-    with conn, conn.cursor() as cur:
-        more = np.concatenate([ts, np.array(["2024-01-01T00:00:02"], dtype="datetime64[us]")])
-        assert insert_rows(cur, 1, "hr", more, np.array([99.0, 99.0, 62.0])) == 1
-        assert insert_rows(cur, 2, "hr", ts[:1], np.array([70.0])) == 1  # other participant
-        assert insert_rows(cur, 1, "hr", ts[:0], np.array([])) == 0
+    assert insert_rows(db, 1, "hr", ts, [60.0, np.nan]) == 2
+    more = np.concatenate([ts, np.array(["2024-01-01T00:00:02"], dtype="datetime64[us]")])
+    assert insert_rows(db, 1, "hr", more, [99.0, 99.0, 62.0]) == 1
+    assert insert_rows(db, 2, "hr", ts[:1], [70.0]) == 1  # other participant
+    assert insert_rows(db, 1, "hr", ts[:0], []) == 0
     assert query(database_url, "SELECT ts AT TIME ZONE 'UTC', participant, value FROM raw_data "
                                "ORDER BY participant, ts") == [
         (np.datetime64("2024-01-01T00:00:00").astype(object), 1, 60.0),  # first value kept
@@ -75,17 +90,15 @@ def test_insert_rows_counts_new_rows_and_skips_present_ones(conn, database_url):
     ]
 
 
-def test_metric_text_reaches_sql_only_as_a_value(conn, database_url):
-    ensure_schema(conn)
+def test_metric_text_reaches_sql_only_as_a_value(db, database_url):
+    ensure_schema(db)
     nasty = "hr'); DROP TABLE raw_data; --"
-    with conn, conn.cursor() as cur:
-        insert_rows(cur, 1, nasty, np.array(["2024-01-01"], dtype="datetime64[us]"),
-                    np.array([1.0]))
+    insert_rows(db, 1, nasty, ["2024-01-01"], [1.0])
     assert query(database_url, "SELECT metric FROM raw_data") == [(nasty,)]
 
 
 def test_connect_failure_is_one_line_naming_the_target_without_password():
-    with pytest.raises(DatabaseError) as e:
+    with pytest.raises(ConnectionLost) as e:
         connect({"host": "127.0.0.1", "port": "1", "password": "hunter2"}, "u@127.0.0.1:1/x",
                 timeout_s=2)
     assert str(e.value).startswith("cannot connect to u@127.0.0.1:1/x: ")
@@ -93,11 +106,8 @@ def test_connect_failure_is_one_line_naming_the_target_without_password():
 
 
 @pytest.mark.parametrize("method", ["copy", "values"])
-def test_a_role_that_may_only_read_and_insert_can_load(conn, database_url, tmp_path, method):
-    from loader import Options, load_file
-    from source import SourceFile
-
-    ensure_schema(conn)  # as the owner, once
+def test_a_role_that_may_only_read_and_insert_can_load(conn, db, database_url, tmp_path, method):
+    ensure_schema(db)  # as the owner, once
     role = f"loader_{method}"
     with conn, conn.cursor() as cur:
         cur.execute(f"CREATE ROLE {role} LOGIN")
@@ -106,13 +116,13 @@ def test_a_role_that_may_only_read_and_insert_can_load(conn, database_url, tmp_p
     path.write_text("ts,value\n2024-01-01T00:00:00Z,60\n2024-01-01T00:00:01Z,61\n")
     url = urlsplit(database_url)._replace(netloc=f"{role}@{urlsplit(database_url).hostname}:"
                                                  f"{urlsplit(database_url).port}").geturl()
-    loader_conn = connect({"dsn": url}, "test")
+    loader_db = open_database(url)
     try:
-        ensure_schema(loader_conn)  # sends no DDL: it would be refused
-        first = load_file(loader_conn, SourceFile(1, "hr", path, "hr"), None, Options(method))
-        again = load_file(loader_conn, SourceFile(1, "hr", path, "hr"), None, Options(method))
+        ensure_schema(loader_db)  # sends no DDL: it would be refused
+        first = load_file(loader_db, SourceFile(1, "hr", path, "hr"), None, Options(method))
+        again = load_file(loader_db, SourceFile(1, "hr", path, "hr"), None, Options(method))
     finally:
-        loader_conn.close()
+        loader_db.close()
     assert (first.inserted, again.inserted, again.already_present) == (2, 0, 2)
     with conn.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
         cur.execute(psycopg2.sql.SQL("SET ROLE {}").format(psycopg2.sql.Identifier(role)))

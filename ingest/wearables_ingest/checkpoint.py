@@ -23,34 +23,25 @@ rows already in the database are skipped.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
+from wearables_ingest.atomic import remove_leftovers, write_atomically
+from wearables_ingest.errors import CheckpointError
+from wearables_ingest.timestamps import format_ts, now_utc, parse_ts
+
 VERSION = 1
-
-
-class CheckpointError(Exception):
-    """The checkpoint file cannot be used; the message says which file and what to do."""
-
-
-class LockedError(CheckpointError):
-    """Another run holds the lock beside the checkpoint."""
 
 
 @dataclass
 class Entry:
     """What the checkpoint knows of one participant's metric file."""
 
-    last_ts: np.datetime64 | None = None  # newest ts loaded, datetime64[us] in UTC
+    last_ts: np.datetime64 | None = None  # the high-water mark: newest ts loaded, UTC
     offset: int | None = None  # bytes of the file read and committed
     line: int | None = None  # number of the line at ``offset``
     tail: str | None = None  # SHA-256 of the bytes just before ``offset``
@@ -65,36 +56,20 @@ class Checkpoint:
     def entry(self, participant: int, metric: str) -> Entry | None:
         return self.entries.get((participant, metric))
 
-    def mark(self, participant: int, metric: str) -> np.datetime64 | None:
+    def last_ts(self, participant: int, metric: str) -> np.datetime64 | None:
         entry = self.entries.get((participant, metric))
         return entry.last_ts if entry else None
 
-    def record(self, participant: int, metric: str, newest: np.datetime64 | None,
+    def record(self, participant: int, metric: str, last_ts: np.datetime64 | None,
                offset: int | None = None, line: int | None = None,
-               tail: str | None = None, reset_mark: bool = False) -> None:
-        """Note a committed load: the mark moves forward only (unless ``reset_mark``),
+               tail: str | None = None, reset: bool = False) -> None:
+        """Note a committed load: the mark moves forward only (unless ``reset``),
         the position is replaced."""
         entry = self.entries.setdefault((participant, metric), Entry())
-        if reset_mark or newest is not None and (entry.last_ts is None or newest > entry.last_ts):
-            entry.last_ts = newest
+        if reset or last_ts is not None and (entry.last_ts is None or last_ts > entry.last_ts):
+            entry.last_ts = last_ts
         entry.offset, entry.line, entry.tail = offset, line, tail
         entry.saved_at = now_utc()
-
-
-def now_utc() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def format_ts(ts: np.datetime64) -> str:
-    return datetime.fromisoformat(str(ts.astype("datetime64[us]"))).replace(
-        tzinfo=UTC).isoformat()
-
-
-def _parse_ts(text: str) -> np.datetime64:
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no UTC offset")
-    return np.datetime64(parsed.astimezone(UTC).replace(tzinfo=None), "us")
 
 
 def to_json(cp: Checkpoint) -> dict:
@@ -149,7 +124,7 @@ def from_json(data: object) -> Checkpoint:
                 raise ValueError(f"entry {where} is not an object")
             last_ts = _optional(raw, "last_ts", str, where)
             entry = Entry(
-                last_ts=None if last_ts is None else _parse_ts(last_ts),
+                last_ts=None if last_ts is None else parse_ts(last_ts),
                 offset=_optional(raw, "offset", int, where),
                 line=_optional(raw, "line", int, where),
                 tail=_optional(raw, "tail_sha256", str, where),
@@ -168,8 +143,7 @@ def load(path: Path) -> Checkpoint:
     Call it under ``locked``: it also removes temporary files that a run killed
     while writing the checkpoint left behind.
     """
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
+    remove_leftovers(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -197,53 +171,3 @@ def save(path: Path, cp: Checkpoint) -> None:
         raise CheckpointError(f"{path}: cannot write the checkpoint: {e.strerror or e}; rows "
                               "committed since the last checkpoint will be offered again "
                               "and skipped as already present") from None
-
-
-def write_atomically(path: Path, data: str, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` (temporary file, fsync, rename, fsync of the folder):
-    a reader, or a crash, sees the old content or the new, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<checkpoint>.lock`` for a whole run.
-
-    A second run raises LockedError at once instead of waiting. The kernel
-    drops the lock when its process ends, however it ends, so a crashed run
-    never leaves a stale lock behind.
-    """
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise CheckpointError(f"{lock_path}: cannot open the lock file: {e.strerror}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-            raise LockedError(f"{lock_path}: another ingest run (pid {holder}) is in progress; "
-                              "not starting") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)

@@ -1,0 +1,231 @@
+"""The command line: parse the options, wire them into one run, print, set the exit status.
+
+Standard output: one line per file, a totals line and ``ingestion complete``,
+or exactly one JSON object with ``--json`` (``"ok": false`` and the error on
+any failure, including those before a run starts). Standard error: log lines
+with time and level. Exit status: 0 when every file loaded (or verified
+equal); 75 when another run holds the lock; 2 for bad options; 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from wearables_ingest import __version__, checkpoint, loader, report, verify
+from wearables_ingest.errors import CheckpointError, IngestError, LockedError
+from wearables_ingest.results import FileResult, RunResult
+from wearables_ingest.settings import METHODS, Config, load
+from wearables_ingest.timestamps import epoch
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_LOCKED = 75  # EX_TEMPFAIL: nothing is wrong, try again later
+EXIT_INTERRUPTED = 130
+log = logging.getLogger("wearables_ingest")
+
+
+def _names(text: str) -> set[str]:
+    names = {n.strip() for n in text.split(",") if n.strip()}
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one name, comma-separated")
+    return names
+
+
+def _numbers(text: str) -> set[int]:
+    try:
+        return {int(n) for n in _names(text)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of whole numbers") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that with --json a usage error is a JSON object on stdout too."""
+
+    json_wanted = False
+
+    def error(self, message: str):  # type: ignore[override]
+        if self.json_wanted:
+            print(json.dumps({"ok": False, "status": "failed", "error": message,
+                              "exit_status": EXIT_USAGE}))
+        super().error(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="wearables-ingest",
+        description="Delta-load wearable CSV files into TimescaleDB.",
+        epilog="Settings (PGHOST, DATA_DIR, CHECKPOINT_FILE, ...) come from the environment "
+               "or a .env file in the current folder; see docs/settings.md.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="read, filter and validate everything and print what would be "
+                             "inserted; write nothing (database and checkpoint untouched)")
+    parser.add_argument("--full", action="store_true",
+                        help="ignore the checkpoint for this run: offer every row again (rows "
+                             "already stored are skipped); the light reset without deleting it")
+    parser.add_argument("--metrics", type=_names, metavar="NAMES",
+                        help="only these metrics, comma-separated (e.g. hr,spo2)")
+    parser.add_argument("--participants", type=_numbers, metavar="IDS",
+                        help="only these participants, comma-separated (e.g. 1,7)")
+    parser.add_argument("--verify", action="store_true",
+                        help="compare the source files with raw_data per participant and "
+                             "metric (rows, first and last ts); exit 1 on any difference; "
+                             "read-only")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of text, whatever happens")
+    parser.add_argument("--method", choices=METHODS,
+                        help="how rows are written (default: INGEST_METHOD, else copy): copy "
+                             "streams COPY, values sends INSERT ... VALUES batches")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    parser.json_wanted = "--json" in args_list
+    args = parser.parse_args(args_list)
+    if args.verify and (args.dry_run or args.full or args.method):
+        parser.error("--verify reads only: it takes no --dry-run, --full or --method")
+    return args
+
+
+class _Bars:
+    """One progress bar per file while a person watches (stderr is a terminal)."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+        self._tqdm = tqdm
+        self._bar = None
+        self._source = None
+        self._file = sys.stderr  # this one: during a COPY, sys.stderr is briefly elsewhere
+
+    def __call__(self, source, rows: int, done: int, total: int) -> None:
+        if source is not self._source:
+            self.close()
+            self._source = source
+            self._bar = self._tqdm(desc=source.label, unit=" rows", unit_scale=True,
+                                   leave=False, dynamic_ncols=True, file=self._file)
+        if done and total:  # the total in rows, from the bytes read so far
+            self._bar.total = max(self._bar.n + rows, round((self._bar.n + rows) * total / done))
+        self._bar.update(rows)
+        self._bar.refresh()  # once per 4 MiB block: cheap, and every block shows
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # each line reaches cron's log as it happens
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%Y-%m-%dT%H:%M:%S%z", level=logging.INFO)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    clock = time.monotonic()
+    cfg: Config | None = None
+
+    def failed(e: BaseException, status: int) -> int:
+        log.error("%s", e)
+        if args.json:
+            print(json.dumps(report.error_json(str(e), started, time.monotonic() - clock,
+                                               status)))
+        return status
+
+    try:
+        cfg = load()
+        log.setLevel(cfg.log_level)
+        if args.method:
+            cfg = dataclasses.replace(cfg, method=args.method)
+        if args.verify:
+            return _verify(cfg, args)
+        result = _load(cfg, args)
+    except LockedError as e:
+        return failed(e, EXIT_LOCKED)
+    except IngestError as e:
+        _write_metrics(cfg, args, None, clock)
+        return failed(e, EXIT_FAILED)
+    except KeyboardInterrupt:
+        return failed(KeyboardInterrupt("interrupted; rows not yet committed will be offered "
+                                        "again on the next run"), EXIT_INTERRUPTED)
+
+    seconds = time.monotonic() - clock
+    _write_metrics(cfg, args, result, clock)
+    if args.json:
+        print(json.dumps(report.as_json(result, started, seconds)))
+    else:
+        print(report.totals_line(result, seconds))
+    if result.total("rejected"):
+        where = "would go to" if args.dry_run else "listed in"
+        log.info("%s rows rejected, %s %s", f"{result.total('rejected'):,}", where,
+                 cfg.rejects_file)
+    if not result.ok:
+        failed_files = len(result.errors)
+        log.error("ingestion incomplete: %d file%s not loaded", failed_files,
+                  "s" if failed_files != 1 else "")
+        return EXIT_FAILED
+    if not args.json:
+        print("dry run complete: nothing written" if args.dry_run else "ingestion complete")
+    return EXIT_OK
+
+
+def _load(cfg: Config, args: argparse.Namespace) -> RunResult:
+    bars = _Bars() if sys.stderr.isatty() and not args.json else None
+
+    def done(result: FileResult) -> None:  # a file is done: its bar goes, its line stays
+        if bars is not None:
+            bars.close()
+        if result.error:
+            return
+        for note in report.notes(result):
+            log.info("%s", note)
+        if not args.json:
+            print(report.file_line(result, args.dry_run))
+
+    try:
+        return loader.run(cfg, full=args.full, dry_run=args.dry_run, metrics=args.metrics,
+                          participants=args.participants, on_file=done, progress=bars)
+    finally:
+        if bars is not None:
+            bars.close()
+
+
+def _write_metrics(cfg: Config | None, args: argparse.Namespace, result: RunResult | None,
+                   clock: float) -> None:
+    """Write the metrics file after a real run (not a dry run); never fail the run for it."""
+    if cfg is None or args.dry_run or args.verify:
+        return
+    if result is not None:
+        last = epoch(result.last_success)
+    else:  # the run did not get going: the last success is still the checkpoint's
+        try:
+            last = epoch(checkpoint.load(cfg.checkpoint_file).finished_at)
+        except CheckpointError:
+            last = None
+    text = report.metrics_text(result, time.monotonic() - clock, time.time(), last)
+    try:
+        report.write_metrics(cfg.metrics_file, text)
+    except OSError as e:
+        log.warning("cannot write %s: %s", cfg.metrics_file, e.strerror)
+
+
+def _verify(cfg: Config, args: argparse.Namespace) -> int:
+    rows = verify.compare(cfg, metrics=args.metrics, participants=args.participants)
+    equal = all(r.equal for r in rows)
+    if args.json:
+        print(json.dumps({"ok": equal, "equal": equal,
+                          "rows": [dataclasses.asdict(r) for r in rows]}, default=str))
+    else:
+        for line in verify.table(rows):
+            print(line)
+    different = [r for r in rows if not r.equal]
+    if different:
+        log.error("%d of %d participant/metric pairs differ", len(different), len(rows))
+        return EXIT_FAILED
+    return EXIT_OK

@@ -1,0 +1,198 @@
+"""Writing one file's rows: a chain of strategies, each tried in turn until one succeeds.
+
+Every strategy writes in one transaction and skips rows already stored, so a
+row is never doubled. When the server refuses rows (a key already present, a
+value it reads differently), the transaction is rolled back and the next, more
+careful strategy gets the whole file again:
+
+1. COPY straight into the hypertable: only when nothing is stored from the
+   first row on (the nightly case), the fastest way;
+2. COPY into a temporary staging table, then ``INSERT ... ON CONFLICT DO
+   NOTHING``: rows already stored, or repeated in the file, are skipped;
+3. the same with every row parsed here first: a row the server would refuse
+   becomes a reject with its line number, and the rest loads.
+
+The ``values`` method is a chain of one: ``INSERT ... VALUES ... ON CONFLICT
+DO NOTHING`` batches of parsed rows (execute_values).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import psycopg2
+from psycopg2 import sql
+from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import execute_values
+
+from wearables_ingest.copydata import COLUMNS
+from wearables_ingest.database import TABLE, Database
+from wearables_ingest.errors import RowsRefused
+
+STAGE = "raw_data_stage"
+COPY_INTO = sql.SQL("COPY {target} ({columns}) FROM STDIN (FORMAT csv)")
+CREATE_STAGE = sql.SQL(
+    "CREATE TEMP TABLE {stage} (ts TIMESTAMPTZ, value DOUBLE PRECISION, participant INT, "
+    "metric TEXT) ON COMMIT DROP").format(stage=sql.Identifier(STAGE))
+MERGE_STAGE = sql.SQL(
+    "INSERT INTO {table} (ts, participant, metric, value) "
+    "SELECT ts, participant, metric, value FROM {stage} ON CONFLICT DO NOTHING"
+).format(table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE))
+COUNT_NEW = sql.SQL(
+    "SELECT count(*), count(DISTINCT (s.ts, s.participant, s.metric)) FILTER (WHERE NOT EXISTS "
+    "(SELECT 1 FROM {table} r WHERE r.ts = s.ts AND r.participant = s.participant "
+    "AND r.metric = s.metric)) FROM {stage} s").format(
+        table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE))
+INSERT = sql.SQL(
+    "INSERT INTO {table} (ts, participant, metric, value) VALUES %s ON CONFLICT DO NOTHING"
+).format(table=sql.Identifier(TABLE))
+
+
+class Rows(Protocol):
+    """One file's rows to offer, readable again for each strategy that tries them."""
+
+    participant: int
+    metric: str
+
+    def copy_data(self, parse_all: bool) -> Iterable[bytes]:
+        """COPY data (copydata.py); ``parse_all``: every row parsed, none passed through."""
+
+    def parsed(self) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+        """Parsed rows in chunks: (ts as datetime64[us] UTC, values as float64, NaN = NULL)."""
+
+
+@dataclass(frozen=True)
+class Written:
+    offered: int  # rows sent to the database
+    inserted: int  # of those, rows that were not stored yet
+    strategy: str  # the one that succeeded
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    write: Callable[[Cursor, Rows, int], tuple[int, int]]  # (cursor, rows, batch size)
+
+
+def _copy_direct(cur: Cursor, rows: Rows, _batch: int) -> tuple[int, int]:
+    offered = _copy_in(cur, TABLE, rows.copy_data(parse_all=False))
+    return offered, offered
+
+
+def _staged(parse_all: bool) -> Callable[[Cursor, Rows, int], tuple[int, int]]:
+    def write(cur: Cursor, rows: Rows, _batch: int) -> tuple[int, int]:
+        cur.execute(CREATE_STAGE)
+        offered = _copy_in(cur, STAGE, rows.copy_data(parse_all))
+        cur.execute(MERGE_STAGE)
+        return offered, cur.rowcount
+    return write
+
+
+def _values(cur: Cursor, rows: Rows, batch: int) -> tuple[int, int]:
+    # participant and metric are the same for every row: quote them once, as
+    # literals in the row template, and send only (ts, value) per row.
+    template = sql.SQL("({}, {}, {}, {})").format(
+        sql.Placeholder(), sql.Literal(rows.participant), sql.Literal(rows.metric),
+        sql.Placeholder()).as_string(cur)
+    offered = inserted = 0
+    for ts, values in rows.parsed():
+        for i in range(0, len(ts), batch):
+            stamps = np.char.add(np.datetime_as_string(ts[i : i + batch], unit="us"),
+                                 "+00:00").tolist()
+            part = values[i : i + batch]
+            nulls = np.isnan(part)
+            vals = np.where(nulls, None, part).tolist() if nulls.any() else part.tolist()
+            # One statement per batch, so rowcount is the number of rows it inserted.
+            execute_values(cur, INSERT, list(zip(stamps, vals, strict=True)),
+                           template=template, page_size=len(stamps))
+            offered += len(stamps)
+            inserted += cur.rowcount
+    return offered, inserted
+
+
+DIRECT = Strategy("COPY into raw_data", _copy_direct)
+STAGED = Strategy("COPY through a staging table", _staged(parse_all=False))
+PARSED = Strategy("COPY of parsed rows through a staging table", _staged(parse_all=True))
+VALUES = Strategy("INSERT ... VALUES", _values)
+
+
+def chain(method: str, direct: bool) -> tuple[Strategy, ...]:
+    """The strategies to try in turn for ``method``; ``direct`` when no stored row can conflict."""
+    if method == "values":
+        return (VALUES,)
+    return ((DIRECT,) if direct else ()) + (STAGED, PARSED)
+
+
+def write(db: Database, rows: Rows, strategies: Sequence[Strategy], batch_rows: int = 10_000,
+          on_fallback: Callable[[Strategy, RowsRefused], None] = lambda s, e: None) -> Written:
+    """Write ``rows`` with the first strategy the server accepts, each in its own transaction.
+
+    Raises RowsRefused when the last strategy is refused too (the file is not
+    loaded); ConnectionLost when the connection breaks (nothing was committed).
+    """
+    for i, strategy in enumerate(strategies):
+        try:
+            with db.transaction() as cur:
+                offered, inserted = strategy.write(cur, rows, batch_rows)
+            return Written(offered, inserted, strategy.name)
+        except RowsRefused as e:
+            if i == len(strategies) - 1:
+                raise RowsRefused(f"the database refused a row: {e}") from None
+            on_fallback(strategy, e)
+    raise AssertionError("no strategy to try")
+
+
+def count_new(db: Database, rows: Rows) -> Written:
+    """(rows offered, rows not stored yet) without writing raw_data: staged, then rolled back."""
+    for parse_all in (False, True):
+        try:
+            with db.rolled_back() as cur:
+                cur.execute(CREATE_STAGE)
+                _copy_in(cur, STAGE, rows.copy_data(parse_all))
+                cur.execute(COUNT_NEW)
+                offered, new = cur.fetchone()
+                return Written(offered, new, "dry run")
+        except RowsRefused:
+            if parse_all:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _Feed:
+    """A read()-able view of an iterator of byte strings, for COPY FROM STDIN."""
+
+    def __init__(self, parts: Iterable[bytes]) -> None:
+        self._parts: Iterator[bytes] = iter(parts)
+        self.error: BaseException | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            for part in self._parts:
+                if part:  # an empty string would end the COPY
+                    return part
+            return b""
+        except BaseException as e:  # psycopg2 turns it into QueryCanceled: keep the original
+            self.error = e
+            raise
+
+
+def _copy_in(cur: Cursor, target: str, data: Iterable[bytes]) -> int:
+    """COPY the data into ``target``; return the number of rows."""
+    feed = _Feed(data)
+    statement = COPY_INTO.format(target=sql.Identifier(target),
+                                 columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
+    try:
+        # When the connection breaks mid-COPY, psycopg2 also prints a SystemError of its
+        # own on stderr; the caller reports the error itself, in one line.
+        with contextlib.redirect_stderr(io.StringIO()):
+            cur.copy_expert(statement.as_string(cur), feed, size=1 << 20)
+    except psycopg2.Error:
+        if feed.error is not None:
+            raise feed.error from None
+        raise
+    return cur.rowcount

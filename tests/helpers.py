@@ -1,0 +1,106 @@
+"""What the tests share: the repository's paths, the seed's counts, queries, running tools."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg2
+
+from wearables_ingest.database import Database
+
+REPO = Path(__file__).resolve().parent.parent
+INGEST = REPO / "ingest" / "ingest.py"  # the design's entry point
+SYNTH = [sys.executable, "-m", "wearables_ingest.synth"]
+
+# The seed's contract: 30 days for participant 1.
+SEED_COUNTS = {"activity": 30, "azm": 43_200, "br": 30, "hr": 2_592_000,
+               "hrv": 13_248, "spo2": 13_248}
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    return urlsplit(url)._replace(path=f"/{dbname}").geturl()
+
+
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new, empty database on the server, dropped afterwards; yields its URL."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield with_dbname(admin_url, name)
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (DEBUG|INFO|WARNING|ERROR) (.*)")
+
+
+def logged(stderr: str) -> list[str]:
+    """The loader's log lines without their timestamps: "ERROR cannot connect ..."."""
+    found = []
+    for line in stderr.splitlines():
+        m = LOG_LINE.fullmatch(line)
+        assert m, f"not a log line: {line!r}"
+        found.append(f"{m.group(1)} {m.group(2)}")
+    return found
+
+
+def execute(url: str, sql: str, params: tuple = ()) -> None:
+    """Run one statement and commit."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+    finally:
+        conn.close()
+
+
+def table_counts(url: str) -> dict[str, int]:
+    """Rows per metric in raw_data."""
+    return dict(query(url, "SELECT metric, count(*) FROM raw_data GROUP BY metric"))
+
+
+def synth(out: Path, *args: str) -> None:
+    """Run the generator as a user would."""
+    subprocess.run([*SYNTH, "--out", str(out), *args], check=True,
+                   capture_output=True)
+
+
+def open_database(url: str) -> Database:
+    """The loader's own connection (database.Database) to ``url``."""
+    return Database({"dsn": url}, "test database", retries=0).open()
+
+
+def schema_snapshot(url: str) -> list[tuple]:
+    columns = query(url, "SELECT column_name, data_type, is_nullable FROM "
+                         "information_schema.columns WHERE table_name = 'raw_data' "
+                         "ORDER BY ordinal_position")
+    key = query(url, "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                     "WHERE conrelid = 'raw_data'::regclass AND contype = 'p'")
+    hyper = query(url, "SELECT hypertable_name, num_dimensions FROM "
+                       "timescaledb_information.hypertables")
+    dims = query(url, "SELECT column_name FROM timescaledb_information.dimensions "
+                      "WHERE hypertable_name = 'raw_data'")
+    return [*columns, *key, *hyper, *dims]

@@ -1,0 +1,187 @@
+"""docker-compose.yml, rendered and checked by the real `docker compose config`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from stack_helpers import (
+    BASE_PATH,
+    INGEST_PASSWORD,
+    PASSWORD,
+)
+
+from helpers import REPO
+
+# --- docker compose config ---------------------------------------------------------------
+
+def compose_command() -> list[str]:
+    """`docker compose`, or the plugin binary itself where no docker CLI is installed."""
+    if shutil.which("docker"):
+        ok = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+        if ok.returncode == 0:
+            return ["docker", "compose"]
+    for plugin in (Path("/usr/local/lib/docker/cli-plugins/docker-compose"),
+                   Path.home() / ".docker/cli-plugins/docker-compose"):
+        if os.access(plugin, os.X_OK):
+            return [str(plugin)]
+    pytest.fail("the Docker Compose v2 plugin is missing: run scripts/ensure-stack-tools.sh "
+                "(make test does)")
+
+
+def compose_config(env_file: Path, **env: str) -> subprocess.CompletedProcess:
+    """`docker compose config` on the real file, with only env_file and **env as settings."""
+    environ = {"PATH": os.environ.get("PATH", BASE_PATH), "HOME": str(Path.home()), **env}
+    return subprocess.run(
+        [*compose_command(), "--project-directory", str(REPO),
+         "-f", str(REPO / "docker-compose.yml"), "--env-file", str(env_file),
+         "config", "--format", "json"],
+        capture_output=True, text=True, env=environ, check=False, timeout=60)
+
+
+def env_file(tmp_path: Path, **changes: str | None) -> Path:
+    """.env.example as a user edits it: `name=value` lines replaced (None: removed)."""
+    lines = []
+    for line in (REPO / ".env.example").read_text().splitlines():
+        name = line.split("=", 1)[0]
+        if "=" in line and not line.startswith("#") and name in changes:
+            if changes[name] is None:
+                continue
+            line = f"{name}={changes[name]}"
+        lines.append(line)
+    path = tmp_path / ".env"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def rendered(tmp_path: Path, **changes: str | None) -> dict:
+    result = compose_config(env_file(tmp_path, **changes))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def by_target(service: dict) -> dict[str, dict]:
+    return {v["target"]: v for v in service["volumes"]}
+
+
+def test_compose_config_with_env_example_renders_the_stack(tmp_path):
+    config = rendered(tmp_path, POSTGRES_PASSWORD=PASSWORD, INGEST_DB_PASSWORD=INGEST_PASSWORD)
+    services = config["services"]
+    assert set(services) == {"db", "generator", "ingestor"}
+
+    db = services["db"]
+    assert db["image"] == "timescale/timescaledb:latest-pg15"
+    assert db["environment"] == {"POSTGRES_DB": "wearables", "POSTGRES_USER": "postgres",
+                                 "POSTGRES_PASSWORD": PASSWORD,
+                                 "INGEST_DB_PASSWORD": INGEST_PASSWORD}
+    assert by_target(db)["/var/lib/postgresql/data"]["source"] == "db-data"
+    # The init script alone, read-only, beside the image's own init scripts.
+    init = by_target(db)["/docker-entrypoint-initdb.d/10-wearables.sh"]
+    assert (init["type"], init["source"], init["read_only"]) == \
+        ("bind", str(REPO / "db" / "init" / "10-wearables.sh"), True)
+    assert "/docker-entrypoint-initdb.d" not in by_target(db)
+    schema = by_target(db)["/opt/wearables-ingest/schema.sql"]  # the init script's default
+    assert (schema["source"], schema["read_only"]) == \
+        (str(REPO / "ingest" / "wearables_ingest" / "schema.sql"), True)
+    assert [(p["host_ip"], str(p["published"]), p["target"]) for p in db["ports"]] == \
+        [("127.0.0.1", "5432", 5432)]
+    # Over TCP: healthy only once the server proper runs, after the init script.
+    assert "pg_isready -h 127.0.0.1 " in " ".join(db["healthcheck"]["test"])
+    assert db["restart"] == "unless-stopped"
+
+    ing = services["ingestor"]
+    assert ing["build"]["context"] == str(REPO)  # the image installs the project
+    assert ing["build"]["dockerfile"] == "ingest/Dockerfile"
+    assert ing["depends_on"]["db"]["condition"] == "service_healthy"
+    assert ing["depends_on"]["generator"]["condition"] == "service_completed_successfully"
+    assert ing["restart"] == "unless-stopped"
+    assert ing["init"] is True
+    volumes = by_target(ing)
+    assert volumes["/checkpoint"]["type"] == "volume"
+    assert volumes["/checkpoint"]["source"] == "ingest-state"
+    assert volumes["/data"]["type"] == "bind"
+    assert volumes["/data"]["source"] == str(REPO / "data" / "participant_001")
+    assert volumes["/data"]["read_only"] is True
+    e = ing["environment"]
+    # The loader's role, which may only read and insert; never the superuser.
+    assert (e["PGHOST"], e["PGPORT"], e["PGUSER"], e["PGDATABASE"]) == \
+        ("db", "5432", "ingest", "wearables")
+    assert e["PGPASSWORD"] == INGEST_PASSWORD
+    assert PASSWORD not in json.dumps(ing)
+    assert "INGEST_RUN_AS" not in e  # the image's default: its user ingest
+    assert (e["DATA_DIR"], e["CHECKPOINT_FILE"]) == ("/data", "/checkpoint/last_run.json")
+    assert (e["INGEST_SCHEDULE"], e["TZ"]) == ("0 1 * * *", "UTC")
+
+    gen = services["generator"]
+    assert gen["image"] == ing["image"] and gen["build"] == ing["build"]
+    assert gen["command"] == ["/app/seed-data.sh"]
+    assert by_target(gen)["/data"]["source"] == volumes["/data"]["source"]
+    assert not by_target(gen)["/data"].get("read_only")
+    assert gen["restart"] == "no"
+    # root, to write into a data folder Docker created; and no password at all.
+    assert gen["environment"] == {"INGEST_RUN_AS": "root"}
+    assert set(config["volumes"]) == {"db-data", "ingest-state"}
+
+
+def test_compose_settings_come_from_env(tmp_path):
+    config = rendered(tmp_path, POSTGRES_PASSWORD=PASSWORD, INGEST_DB_PASSWORD=INGEST_PASSWORD,
+                      DB_PORT="15432",
+                      HOST_DATA_DIR="../task_0b/data/participant_001",
+                      INGEST_SCHEDULE="30 2 * * 1-5", TZ="Europe/Berlin")
+    db, ing = config["services"]["db"], config["services"]["ingestor"]
+    assert [(p["host_ip"], str(p["published"])) for p in db["ports"]] == \
+        [("127.0.0.1", "15432")]
+    assert by_target(ing)["/data"]["source"] == str(REPO.parent / "task_0b/data/participant_001")
+    assert by_target(config["services"]["generator"])["/data"]["source"] == \
+        str(REPO.parent / "task_0b/data/participant_001")
+    assert ing["environment"]["INGEST_SCHEDULE"] == "30 2 * * 1-5"
+    assert ing["environment"]["TZ"] == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("password", ["", None], ids=["empty", "unset"])
+@pytest.mark.parametrize("name, other", [("POSTGRES_PASSWORD", "INGEST_DB_PASSWORD"),
+                                         ("INGEST_DB_PASSWORD", "POSTGRES_PASSWORD")])
+def test_compose_refuses_to_start_without_either_password(tmp_path, name, other, password):
+    """.env.example as shipped (empty) and a .env without the line, the other password set:
+    no default password."""
+    result = compose_config(env_file(tmp_path, **{name: password, other: "set"}))
+    assert result.returncode != 0
+    assert f"required variable {name} is missing a value" in result.stderr
+    assert f"set {name} in .env" in result.stderr
+
+
+def test_compose_file_holds_no_password(tmp_path):
+    """Every password in docker-compose.yml is a required ${NAME:?...} of .env, and each one
+    reaches only the services that need it: the superuser's only db, the role's db and the
+    ingestor."""
+    text = (REPO / "docker-compose.yml").read_text()
+    secret_lines = [line.strip() for line in text.splitlines()
+                    if re.search(r"PASSWORD|SECRET|TOKEN", line.split("#")[0])]
+    assert secret_lines
+    for line in secret_lines:
+        assert re.fullmatch(r"[A-Z_]+: \$\{([A-Z_]+):\?[^}$]*\}", line), line
+
+    config = rendered(tmp_path, POSTGRES_PASSWORD="sentinel-one",
+                      INGEST_DB_PASSWORD="sentinel-two")
+    found = {(name, key): value for name, service in config["services"].items()
+             for key, value in (service.get("environment") or {}).items()
+             if value in ("sentinel-one", "sentinel-two")}
+    assert found == {("db", "POSTGRES_PASSWORD"): "sentinel-one",
+                     ("db", "INGEST_DB_PASSWORD"): "sentinel-two",
+                     ("ingestor", "PGPASSWORD"): "sentinel-two"}
+    rendered_text = json.dumps(config)
+    assert rendered_text.count("sentinel-one") == 1 and rendered_text.count("sentinel-two") == 2
+
+
+def test_the_stack_reads_exactly_these_settings_from_env():
+    """Each ${NAME} docker-compose.yml reads from .env (docs: tests/unit/test_docs.py)."""
+    used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", (REPO / "docker-compose.yml").read_text()))
+    assert used == {"POSTGRES_PASSWORD", "INGEST_DB_PASSWORD", "DB_PORT", "HOST_DATA_DIR",
+                    "INGEST_SCHEDULE", "TZ", "PARTICIPANT_ID", "INGEST_METHOD",
+                    "INGEST_BATCH_ROWS", "SOURCE_TZ", "INGEST_RETRIES", "INGEST_RETRY_DELAY",
+                    "LOG_LEVEL"}
