@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -62,3 +63,18 @@ def job_user_exists() -> None:
 def owner(path: Path) -> tuple[str, int]:
     st = path.stat()
     return pwd.getpwuid(st.st_uid).pw_name, st.st_mode & 0o7777
+
+
+def run_seed_data(data: Path, *args: str, cwd: Path | None = None,
+                  **env: str) -> subprocess.CompletedProcess:
+    """ingest/seed-data.sh as the generator service runs it, with ``data`` as its /data (the
+    repository's demo folder) and ``env`` added to its environment (HOST_DATA_DIR)."""
+    environ = {"PATH": f"{VENV_BIN}:{BASE_PATH}", "APP_DIR": str(INGEST_DIR),
+               "DATA_DIR": str(data), **env}
+    return subprocess.run([str(SEED_DATA), *args], capture_output=True, text=True, check=False,
+                          env=environ, cwd=cwd, timeout=120)
+
+
+def tree(root: Path) -> list[str]:
+    """Every file and folder below ``root``, as sorted relative paths."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))

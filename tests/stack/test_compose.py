@@ -14,6 +14,8 @@ from stack_helpers import (
     BASE_PATH,
     INGEST_PASSWORD,
     PASSWORD,
+    run_seed_data,
+    tree,
 )
 
 from helpers import REPO
@@ -104,8 +106,10 @@ def test_compose_config_with_env_example_renders_the_stack(tmp_path):
     volumes = by_target(ing)
     assert volumes["/checkpoint"]["type"] == "volume"
     assert volumes["/checkpoint"]["source"] == "ingest-state"
+    # The parent data folder, the repository's demo folder by default: every
+    # participant_NNN folder in it is loaded, under its own number.
     assert volumes["/data"]["type"] == "bind"
-    assert volumes["/data"]["source"] == str(REPO / "data" / "participant_001")
+    assert volumes["/data"]["source"] == str(REPO / "data")
     assert volumes["/data"]["read_only"] is True
     e = ing["environment"]
     # The loader's role, which may only read and insert; never the superuser.
@@ -116,31 +120,100 @@ def test_compose_config_with_env_example_renders_the_stack(tmp_path):
     assert "INGEST_RUN_AS" not in e  # the image's default: its user ingest
     assert (e["DATA_DIR"], e["CHECKPOINT_FILE"]) == ("/data", "/checkpoint/last_run.json")
     assert (e["INGEST_SCHEDULE"], e["TZ"]) == ("0 1 * * *", "UTC")
+    assert e["PARTICIPANT_ID"] == ""  # unset: the folders' numbers name the participants
 
     gen = services["generator"]
     assert gen["image"] == ing["image"] and gen["build"] == ing["build"]
     assert gen["command"] == ["/app/seed-data.sh"]
-    assert by_target(gen)["/data"]["source"] == volumes["/data"]["source"]
+    assert by_target(gen)["/data"]["source"] == str(REPO / "data")
     assert not by_target(gen)["/data"].get("read_only")
     assert gen["restart"] == "no"
-    # root, to write into a data folder Docker created; and no password at all.
-    assert gen["environment"] == {"INGEST_RUN_AS": "root"}
+    # root, to write into a data folder Docker created; no password at all; and the
+    # folder the ingestor loads, which the generator compares with its own.
+    assert gen["environment"] == {"INGEST_RUN_AS": "root", "HOST_DATA_DIR": "./data"}
     assert set(config["volumes"]) == {"db-data", "ingest-state"}
 
 
 def test_compose_settings_come_from_env(tmp_path):
     config = rendered(tmp_path, POSTGRES_PASSWORD=PASSWORD, INGEST_DB_PASSWORD=INGEST_PASSWORD,
                       DB_PORT="15432",
-                      HOST_DATA_DIR="../task_0b/data/participant_001",
+                      HOST_DATA_DIR="../my-study", PARTICIPANT_ID="7",
                       INGEST_SCHEDULE="30 2 * * 1-5", TZ="Europe/Berlin")
     db, ing = config["services"]["db"], config["services"]["ingestor"]
     assert [(p["host_ip"], str(p["published"])) for p in db["ports"]] == \
         [("127.0.0.1", "15432")]
-    assert by_target(ing)["/data"]["source"] == str(REPO.parent / "task_0b/data/participant_001")
-    assert by_target(config["services"]["generator"])["/data"]["source"] == \
-        str(REPO.parent / "task_0b/data/participant_001")
+    assert by_target(ing)["/data"]["source"] == str(REPO.parent / "my-study")
+    assert ing["environment"]["PARTICIPANT_ID"] == "7"
     assert ing["environment"]["INGEST_SCHEDULE"] == "30 2 * * 1-5"
     assert ing["environment"]["TZ"] == "Europe/Berlin"
+
+
+# --- the demo-data rule ----------------------------------------------------------------------
+# Synthetic data goes only into the repository's own demo folder, ./data, and only when
+# HOST_DATA_DIR is that folder (the default). test_generator.py runs the script itself.
+
+ELSEWHERE = ["../my-study", "/srv/study", "./dat", "./data/participant_001"]
+
+
+def data_mounts(config: dict) -> dict[str, dict]:
+    """Each service's bind mounts of folders on this machine, by service."""
+    return {name: {v["target"]: v for v in service.get("volumes", []) if v["type"] == "bind"
+                   and not v["target"].startswith(("/docker-entrypoint-initdb.d", "/opt/"))}
+            for name, service in config["services"].items()}
+
+
+@pytest.mark.parametrize("host_data_dir", [None, "", "./data", *ELSEWHERE])
+def test_only_the_generator_writes_and_only_into_the_demo_folder(tmp_path, host_data_dir):
+    """Whatever HOST_DATA_DIR says (removed from .env, empty, the default, elsewhere): the
+    generator's one folder is the repository's ./data; the ingestor reads HOST_DATA_DIR's,
+    read-only; and no other service mounts a data folder."""
+    config = rendered(tmp_path, POSTGRES_PASSWORD=PASSWORD, INGEST_DB_PASSWORD=INGEST_PASSWORD,
+                      HOST_DATA_DIR=host_data_dir)
+    mounts = data_mounts(config)
+    loaded = str((REPO / (host_data_dir or "./data")).resolve())
+    assert {t: (v["source"], bool(v.get("read_only"))) for t, v in mounts["generator"].items()} \
+        == {"/data": (str(REPO / "data"), False)}
+    assert {t: (v["source"], bool(v.get("read_only"))) for t, v in mounts["ingestor"].items()} \
+        == {"/data": (loaded, True)}
+    assert mounts["db"] == {}
+    gen = config["services"]["generator"]
+    assert gen["environment"]["HOST_DATA_DIR"] == (host_data_dir or "./data")
+
+
+def test_host_data_dir_from_the_shell_reaches_both_services(tmp_path):
+    """A variable set in the shell wins over .env: the generator sees the same value as
+    the ingestor's mount, so it cannot generate into the demo folder while the ingestor
+    loads another one."""
+    result = compose_config(env_file(tmp_path, POSTGRES_PASSWORD=PASSWORD,
+                                     INGEST_DB_PASSWORD=INGEST_PASSWORD),
+                            HOST_DATA_DIR="../my-study")
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    assert by_target(config["services"]["ingestor"])["/data"]["source"] == \
+        str(REPO.parent / "my-study")
+    generator = config["services"]["generator"]
+    assert by_target(generator)["/data"]["source"] == str(REPO / "data")
+    assert generator["environment"]["HOST_DATA_DIR"] == "../my-study"
+
+
+@pytest.mark.parametrize("host_data_dir", [None, "./data", *ELSEWHERE])
+def test_the_rendered_generator_makes_demo_data_only_for_the_default(tmp_path, host_data_dir):
+    """The rendered generator service, run: its command and environment, with an empty
+    folder for its /data. Demo data with the default; nothing anywhere otherwise."""
+    config = rendered(tmp_path, POSTGRES_PASSWORD=PASSWORD, INGEST_DB_PASSWORD=INGEST_PASSWORD,
+                      HOST_DATA_DIR=host_data_dir)
+    gen = config["services"]["generator"]
+    assert gen["command"] == ["/app/seed-data.sh"]
+    env = {k: v for k, v in gen["environment"].items() if k != "INGEST_RUN_AS"}
+    data = tmp_path / "data"
+    data.mkdir()
+    result = run_seed_data(data, "--days", "1", cwd=tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    if host_data_dir in (None, "./data"):
+        assert [p for p in tree(data) if p.count("/") == 0] == ["participant_001"]
+    else:
+        assert "not generating demo data" in result.stdout
+        assert tree(data) == []
 
 
 @pytest.mark.parametrize("password", ["", None], ids=["empty", "unset"])
