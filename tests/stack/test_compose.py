@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from stack_helpers import (
     tree,
 )
 
-from helpers import REPO
+from helpers import INGEST, REPO, SEED_COUNTS, query, table_counts
 
 # --- docker compose config ---------------------------------------------------------------
 
@@ -214,6 +215,35 @@ def test_the_rendered_generator_makes_demo_data_only_for_the_default(tmp_path, h
     else:
         assert "not generating demo data" in result.stdout
         assert tree(data) == []
+
+
+@pytest.mark.slow
+def test_the_quick_start_path_ends_with_the_seeds_rows(tmp_path, database_url):
+    """The quick start without containers: .env.example plus the passwords, the rendered
+    generator into an empty ./data, then the manual run with the rendered ingestor's
+    settings (no PARTICIPANT_ID) on that folder as its /data. The seed's six lines and
+    2,661,756 rows, all of them participant 1's."""
+    config = rendered(tmp_path, POSTGRES_PASSWORD=PASSWORD, INGEST_DB_PASSWORD=INGEST_PASSWORD)
+    gen, ing = config["services"]["generator"], config["services"]["ingestor"]
+    data = tmp_path / "data"
+    data.mkdir()
+    made = run_seed_data(data, cwd=tmp_path, **{k: v for k, v in gen["environment"].items()
+                                                if k != "INGEST_RUN_AS"})
+    assert made.returncode == 0, made.stderr
+
+    env = {k: v for k, v in ing["environment"].items() if not k.startswith("PG")}
+    assert env["PARTICIPANT_ID"] == ""
+    env.update(PATH=os.environ.get("PATH", BASE_PATH), DATABASE_URL=database_url,
+               DATA_DIR=str(data), CHECKPOINT_FILE=str(tmp_path / "state" / "last_run.json"))
+    run = subprocess.run([sys.executable, str(INGEST)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=False, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[:6] == [f"Ingested {n:,} rows → {metric}" for metric, n in SEED_COUNTS.items()]
+    assert lines[6].startswith("Total: 2,661,756 rows inserted, 0 already present")
+    assert lines[-1] == "ingestion complete"
+    assert table_counts(database_url) == SEED_COUNTS
+    assert query(database_url, "SELECT DISTINCT participant FROM raw_data") == [(1,)]
 
 
 @pytest.mark.parametrize("password", ["", None], ids=["empty", "unset"])
