@@ -44,7 +44,8 @@ fi
 
 echo "$me: installing ${missing[*]} (Debian 12)"
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# --no-remove: never make room by removing packages (docker-ce conflicts with docker.io).
+apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}" >/dev/null
 
 command -v dockerd >/dev/null 2>&1 || { echo "$me: dockerd is still missing after installing docker.io" >&2; exit 1; }
 echo "$me: installed $(dockerd --version)"

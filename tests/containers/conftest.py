@@ -26,6 +26,7 @@ rest of its module is skipped (the failure is what the run reports).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -51,6 +52,11 @@ BUILD_STAND_INS = REPO / "scripts" / "build-stand-ins.sh"
 CACHE = Path(os.environ.get("CONTAINER_TESTS_CACHE", "/var/cache/wearables-ingest"))
 BASE_IMAGES = ("python:3.11-slim", "timescale/timescaledb:latest-pg15")
 STAND_IN_LABEL = "org.wearables-ingest.stand-in"
+# Our dockerd's containerd namespace and containers' cgroup parent: what an
+# aborted run left running is found by it.
+ENGINE_TAG = "wearables-ingest-tests"
+# The daemon's socket and exec root: short, as a socket's path has a length limit.
+RUN_DIR_PREFIX = "wi-docker-"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Passed on to docker, docker compose and build-stand-ins.sh from the caller.
 PASSED_ON = ("TMPDIR", "STAND_INS_PULL", "http_proxy", "https_proxy", "no_proxy",
@@ -126,6 +132,22 @@ def _stop_stale_daemon(pidfile: Path, data_root: Path) -> None:
     pidfile.unlink(missing_ok=True)
 
 
+def _kill_leftover_containers() -> None:
+    """Containers (and their containerd shims) of a dockerd of ours that was killed."""
+    me = {os.getpid(), os.getppid()}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in me:
+            continue
+        try:
+            cgroup = (proc / "cgroup").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"/{ENGINE_TAG}/" in cgroup or ENGINE_TAG.encode() in cmdline.split(b"\0"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
 @dataclass
 class DockerEngine:
     env: dict[str, str]          # for docker and docker compose: DOCKER_HOST and the builder
@@ -156,23 +178,32 @@ def docker_engine() -> Iterator[DockerEngine]:
         _fail("dockerd is not installed: run scripts/ensure-docker.sh (make test does)")
 
     CACHE.mkdir(parents=True, exist_ok=True)
+    # One session at a time on the data root (a second `make test` waits here).
+    with (CACHE / "dockerd.lock").open("w") as lock:
+        deadline = time.monotonic() + 1800
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    _fail(f"another test session has held {lock.name} for 30 minutes")
+                time.sleep(2)
+        yield from _engine(dockerd)
+
+
+def _engine(dockerd: str) -> Iterator[DockerEngine]:
     data_root = CACHE / "docker"
     pidfile = CACHE / "dockerd.pid"
     log_path = CACHE / "dockerd.log"
-    # One session at a time on the data root (a second `make test` waits here).
-    lock = (CACHE / "dockerd.lock").open("w")
-    deadline = time.monotonic() + 1800
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                _fail(f"another test session has held {CACHE / 'dockerd.lock'} for 30 minutes")
-            time.sleep(2)
+    # What an aborted run (pytest killed) left; we hold the lock, so none of it is in use.
     _stop_stale_daemon(pidfile, data_root)
+    _kill_leftover_containers()
+    for stale in Path("/tmp").glob(f"{RUN_DIR_PREFIX}*"):
+        _unmount_below(stale)
+        shutil.rmtree(stale, ignore_errors=True)
 
-    run_dir = Path(tempfile.mkdtemp(prefix="wi-docker-", dir="/tmp"))
+    run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX, dir="/tmp"))
     sock = run_dir / "docker.sock"
     # docker, docker compose and build-stand-ins.sh get a small environment of
     # their own: a variable of the caller's (TZ, INGEST_SCHEDULE, a password)
@@ -187,16 +218,20 @@ def docker_engine() -> Iterator[DockerEngine]:
         "COMPOSE_DOCKER_CLI_BUILD": "0",
         **{name: os.environ[name] for name in PASSED_ON if name in os.environ},
     }
-    docker = _docker_cli(env)
-    log = log_path.open("w")
-    daemon = subprocess.Popen(
-        [dockerd, "--data-root", str(data_root), "--exec-root", str(run_dir / "exec"),
-         "--host", f"unix://{sock}", "--pidfile", str(pidfile),
-         "--iptables=false", "--ip6tables=false", "--bridge=none"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "PATH": env["PATH"]}, start_new_session=True)
-    engine = DockerEngine(env=env, docker=docker)
+    daemon = None
     try:
+        engine = DockerEngine(env=env, docker=_docker_cli(env))
+        with log_path.open("w") as log:
+            daemon = subprocess.Popen(
+                [dockerd, "--data-root", str(data_root), "--exec-root", str(run_dir / "exec"),
+                 "--host", f"unix://{sock}", "--pidfile", str(pidfile),
+                 "--iptables=false", "--ip6tables=false", "--bridge=none",
+                 # Apart from the containers of a Docker engine the machine may run
+                 # itself (a containerd of the system's, if there is one, is shared).
+                 "--containerd-namespace", ENGINE_TAG, "--containerd-plugins-namespace",
+                 f"{ENGINE_TAG}-plugins", "--cgroup-parent", f"/{ENGINE_TAG}"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PATH": env["PATH"]}, start_new_session=True)
         deadline = time.monotonic() + 60
         while engine.run("version", check=False, timeout=20).returncode != 0:
             if daemon.poll() is not None or time.monotonic() > deadline:
@@ -225,22 +260,21 @@ def docker_engine() -> Iterator[DockerEngine]:
                                   f'{{{{ index .Config.Labels "{STAND_IN_LABEL}" }}}}',
                                   image).stdout.strip()
             engine.images[image] = "stand-in" if stand_in not in ("", "<no value>") else "real"
-        REPORT.append(f"dockerd {engine.run('version', '-f', '{{.Server.Version}}').stdout.strip()}"
-                      f" on {data_root} (base images ready in {time.monotonic() - started:.0f} s)")
+        version = engine.run("version", "-f", "{{.Server.Version}}").stdout.strip()
+        REPORT.append(f"dockerd {version} on {data_root} "
+                      f"(base images ready in {time.monotonic() - started:.0f} s)")
         for image, kind in engine.images.items():
             REPORT.append(
                 f"{image}: the real image" if kind == "real" else
-                f"{image}: a STAND-IN built here from Debian 12 (docker pull does not work "
-                f"here); see scripts/build-stand-ins.sh")
+                f"{image}: a STAND-IN built here from Debian 12 (the real image could not be "
+                f"pulled); see scripts/build-stand-ins.sh")
         print("\n".join(REPORT))
         yield engine
     finally:
-        _stop_daemon(daemon)
-        log.close()
+        if daemon is not None:
+            _stop_daemon(daemon)
         _unmount_below(run_dir)   # dockerd leaves its exec root's netns/default mounted
         shutil.rmtree(run_dir, ignore_errors=True)
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
 
 
 def _tail(path: Path, lines: int = 30) -> str:
