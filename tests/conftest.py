@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import INGEST, fresh_database, synth
+from helpers import DATA, INGEST, fresh_database, synth
 from wearables_ingest.devserver import ServerError, throwaway_server
 
 
@@ -47,13 +47,13 @@ def database_url(admin_url: str) -> Iterator[str]:
 def run_ingest(tmp_path: Path, database_url: str):
     """Run ``python ingest/ingest.py`` in a clean environment against this test's database.
 
-    Defaults: DATA_DIR=<tmp>/data, CHECKPOINT_FILE=<tmp>/state/last_run.json;
+    Defaults: DATA_DIR=<tmp>/data/participant_001, CHECKPOINT_FILE=<tmp>/state/last_run.json;
     keyword arguments override or add environment variables.
     """
     def environment(env: dict[str, str]) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items()
                 if not k.startswith("PG") and k != "DATABASE_URL"}
-        base.update(DATABASE_URL=database_url, DATA_DIR=str(tmp_path / "data"),
+        base.update(DATABASE_URL=database_url, DATA_DIR=str(tmp_path / DATA),
                     CHECKPOINT_FILE=str(tmp_path / "state" / "last_run.json"))
         base.update(env)
         return base

@@ -19,6 +19,10 @@ REPO = Path(__file__).resolve().parent.parent
 INGEST = REPO / "ingest" / "ingest.py"  # the design's entry point
 SYNTH = [sys.executable, "-m", "wearables_ingest.synth"]
 
+# Where a test's data lives (below its tmp_path): a folder named for participant 1, so the
+# loader takes the participant from it, with no PARTICIPANT_ID.
+DATA = "data/participant_001"
+
 # The seed's contract: 30 days for participant 1.
 SEED_COUNTS = {"activity": 30, "azm": 43_200, "br": 30, "hr": 2_592_000,
                "hrv": 13_248, "spo2": 13_248}

@@ -69,6 +69,9 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO :"ingest_user";
 REVOKE ALL ON TABLE raw_data FROM :"ingest_user";
 GRANT SELECT, INSERT ON TABLE raw_data TO :"ingest_user";
+-- The coverage it keeps beside the rows (status reads it): add to it; --full recounts.
+REVOKE ALL ON TABLE ingest_coverage FROM :"ingest_user";
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE ingest_coverage TO :"ingest_user";
 -- Its own run records: start one (INSERT, the id from the sequence), complete it (UPDATE).
 REVOKE ALL ON TABLE ingest_runs FROM :"ingest_user";
 GRANT SELECT, INSERT, UPDATE ON TABLE ingest_runs TO :"ingest_user";

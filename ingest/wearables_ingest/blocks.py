@@ -76,6 +76,37 @@ class Block:
                 and NEXT_LINE_NOT_PLAIN.search(data, 0, len(data) - 1) is None
                 and (naive_ok or NAIVE_TS.search(data) is None))
 
+    def utc_hours(self, naive_ok: bool = True) -> dict[np.datetime64, int] | None:
+        """Rows per UTC hour of a plain block, read off its bytes, when every timestamp is in
+        UTC ('Z', '+00:00', or no offset with ``naive_ok``); else None (parse it instead)."""
+        a = np.frombuffer(self.data, dtype=np.uint8)
+        ends = np.flatnonzero(a == ord("\n"))
+        if not len(ends):
+            return {}
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        commas = np.flatnonzero(a == ord(","))
+        at = np.searchsorted(commas, starts)
+        if not len(commas) or at[-1] >= len(commas) or (commas[at] > ends).any():
+            return None  # a line without a comma: the server will refuse it anyway
+        comma = commas[at]
+        z = a[comma - 1] == ord("Z")
+        zero = np.ones(len(comma), dtype=bool)
+        for back, char in enumerate(b"00:00+", start=1):  # "+00:00", read backwards
+            zero &= a[comma - back] == char
+        marker = (a == ord("+")) | (a == ord("-")) | (a == ord("Z"))
+        seen = np.concatenate(([0], np.cumsum(marker)))
+        naive = seen[comma] == seen[starts + 10]  # no offset after the date
+        if not (z | zero | (naive & naive_ok)).all():
+            return None
+        keys = a[starts[:, None] + np.arange(13)]  # "YYYY-MM-DDTHH"
+        keys[:, 10] = ord("T")
+        found, counts = np.unique(keys.view("S13").ravel(), return_counts=True)
+        try:
+            return {np.datetime64(k.decode("ascii"), "h"): int(n)
+                    for k, n in zip(found, counts, strict=True)}
+        except ValueError:  # the right shape, but no such day (2024-02-30)
+            return None
+
     def plain_span(self, naive_ok: bool = True) -> tuple[np.datetime64, np.datetime64] | None:
         """For a plain block, the timestamps of its first and last line; else None."""
         if not self.is_plain(naive_ok):

@@ -8,7 +8,7 @@ one-line message that names the database without its password.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -25,6 +25,7 @@ from wearables_ingest.errors import ConnectionLost, DatabaseError, RowsRefused
 
 TABLE = "raw_data"
 RUNS = "ingest_runs"
+COVERAGE = "ingest_coverage"
 
 
 def schema_sql() -> str:
@@ -41,18 +42,42 @@ SUMMARY = sql.SQL("SELECT participant, metric, count(*), min(ts) AT TIME ZONE 'U
                       table=sql.Identifier(TABLE))
 TABLE_EXISTS = sql.SQL("SELECT to_regclass({table}) IS NOT NULL").format(
     table=sql.Literal(TABLE))
-RUNS_EXISTS = sql.SQL("SELECT to_regclass({runs}) IS NOT NULL").format(runs=sql.Literal(RUNS))
+TABLES_EXIST = sql.SQL(
+    "SELECT to_regclass({runs}) IS NOT NULL AND to_regclass({coverage}) IS NOT NULL").format(
+        runs=sql.Literal(RUNS), coverage=sql.Literal(COVERAGE))
 IS_HYPERTABLE = sql.SQL(
     "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = {table} "
     "AND hypertable_schema = current_schema()").format(table=sql.Literal(TABLE))
 HAS_EXTENSION = "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"
 
-# Both answer from the primary key index (ts, participant, metric) without
-# visiting older rows, so they cost the same after a month or after years.
-STORED_AT = sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE ts = %s AND participant = %s "
-                    "AND metric = %s)").format(table=sql.Identifier(TABLE))
-STORED_SINCE = sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE ts >= %s AND participant = %s "
-                       "AND metric = %s)").format(table=sql.Identifier(TABLE))
+# Probes for many files in one statement, each answered from the primary key index
+# (ts, participant, metric) without visiting older rows, so they cost the same
+# after a month or after years. The arrays: participants, metrics, timestamps.
+_PROBE = ("SELECT coalesce(array_agg(k.i ORDER BY k.i) FILTER (WHERE EXISTS ({exists})), '{{}}') "
+          "FROM unnest(%s::int[], %s::text[], %s::timestamptz[]) WITH ORDINALITY "
+          "AS k(participant, metric, ts, i)")
+STORED_AT = sql.SQL(_PROBE).format(exists=sql.SQL(
+    "SELECT 1 FROM {table} r WHERE r.ts = k.ts AND r.participant = k.participant "
+    "AND r.metric = k.metric").format(table=sql.Identifier(TABLE)))
+# "Is anything stored at or after ts?", asked of the coverage (to the hour: an answer
+# of yes may be early by up to an hour, which only costs the careful way of writing).
+# Asked of raw_data's key, which starts with ts, it would visit every other
+# participant's rows after ts, and a study's first load would grow with the square
+# of its participants.
+STORED_SINCE = sql.SQL(_PROBE).format(exists=sql.SQL(
+    "SELECT 1 FROM {coverage} c WHERE c.participant = k.participant AND c.metric = k.metric "
+    "AND c.hour >= date_trunc('hour', k.ts, 'UTC')").format(coverage=sql.Identifier(COVERAGE)))
+# Coverage counted afresh from raw_data for some participant/metric pairs (arrays).
+REBUILD_COVERAGE = [
+    sql.SQL("DELETE FROM {coverage} WHERE (participant, metric) IN "
+            "(SELECT * FROM unnest(%s::int[], %s::text[]))").format(
+                coverage=sql.Identifier(COVERAGE)),
+    sql.SQL("INSERT INTO {coverage} (participant, metric, hour, rows) "
+            "SELECT participant, metric, date_trunc('hour', ts, 'UTC'), count(*) FROM {table} "
+            "WHERE (participant, metric) IN (SELECT * FROM unnest(%s::int[], %s::text[])) "
+            "GROUP BY 1, 2, 3").format(coverage=sql.Identifier(COVERAGE),
+                                       table=sql.Identifier(TABLE)),
+]
 
 
 def first_line(e: BaseException) -> str:
@@ -156,10 +181,16 @@ def ensure_schema(db: Database) -> None:
         if cur.fetchone():
             cur.execute(IS_HYPERTABLE)
             hypertable = cur.fetchone() is not None
-            cur.execute(RUNS_EXISTS)
+            cur.execute(TABLES_EXIST)
             if hypertable and cur.fetchone()[0]:
                 return
-        cur.execute(schema_sql())
+    try:
+        with db.transaction() as cur:
+            cur.execute(schema_sql())
+    except DatabaseError as e:
+        raise DatabaseError(f"{e} (creating the schema; a database created by an older "
+                            "version needs db/init/10-wearables.sh run again as its owner, "
+                            "see docs/operations.md)") from None
 
 
 def schema_exists(db: Database) -> bool:
@@ -182,22 +213,45 @@ def end_run(db: Database, run_id: int, status: str, metrics: dict, error: str | 
         cur.execute(RUN_END, (status, Json(metrics), error, run_id))
 
 
-def utc_text(ts: np.datetime64) -> str:
-    return f"{np.datetime_as_string(ts, unit='us')}Z"
-
-
-def stored_at(db: Database, participant: int, metric: str, ts: np.datetime64) -> bool:
-    """Whether the row at ``ts`` is stored for this participant's metric."""
+def _probe(db: Database, statement: sql.Composed,
+           keys: Sequence[tuple[int, str, np.datetime64]]) -> list[bool]:
+    if not keys:
+        return []
+    participants, metrics, stamps = zip(*keys, strict=True)
     with db.transaction() as cur:
-        cur.execute(STORED_AT, (utc_text(ts), participant, metric))
-        return cur.fetchone()[0]
+        text = np.char.add(np.datetime_as_string(np.array(stamps, dtype="datetime64[us]"),
+                                                 unit="us"), "Z").tolist()
+        cur.execute(statement, (list(participants), list(metrics), text))
+        hits = set(cur.fetchone()[0])
+    return [i + 1 in hits for i in range(len(keys))]
 
 
-def stored_since(db: Database, participant: int, metric: str, ts: np.datetime64) -> bool:
-    """Whether any row at or after ``ts`` is stored for this participant's metric."""
+def stored_at(db: Database, keys: Sequence[tuple[int, str, np.datetime64]]) -> list[bool]:
+    """For each (participant, metric, ts): whether that row is stored."""
+    return _probe(db, STORED_AT, keys)
+
+
+def stored_since(db: Database, keys: Sequence[tuple[int, str, np.datetime64]]) -> list[bool]:
+    """For each (participant, metric, ts): whether rows may be stored at or after ts.
+
+    By the coverage: False means none is, as far as the loader wrote them (a row
+    written by other means makes the direct COPY fail, and the writer falls back).
+    """
+    return _probe(db, STORED_SINCE, keys)
+
+
+def rebuild_coverage(db: Database, pairs: Sequence[tuple[int, str]]) -> None:
+    """Count the coverage of these (participant, metric) pairs afresh from raw_data.
+
+    For --full, and when raw_data lost rows the checkpoint had: the one time the
+    loader counts stored rows (a scan of the table, once for all the pairs).
+    """
+    if not pairs:
+        return
+    participants, metrics = (list(x) for x in zip(*pairs, strict=True))
     with db.transaction() as cur:
-        cur.execute(STORED_SINCE, (utc_text(ts), participant, metric))
-        return cur.fetchone()[0]
+        for statement in REBUILD_COVERAGE:
+            cur.execute(statement, (participants, metrics))
 
 
 def table_summary(db: Database) -> list[tuple]:

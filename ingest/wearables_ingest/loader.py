@@ -1,17 +1,23 @@
 """One delta-load run: what each source file gained since the checkpoint goes to the database.
 
-For every file the checkpoint remembers how far reading got (plan.py). Each
-file is written in one transaction (writer.py). Only after it commits does the
-checkpoint move forward, so a crash at any point re-offers rows rather than
-skipping them, and ``ON CONFLICT DO NOTHING`` turns re-offered rows into
-"already present" instead of duplicates.
+For every file the checkpoint remembers how far reading got (plan.py). Files
+are written in groups, one transaction each (many small files share a
+commit, a large one has its own), each file under its own savepoint
+(writer.py). Only after a group commits do its files' checkpoint entries move
+forward, and the checkpoint is saved every few seconds and at the end, so a
+crash at any point re-offers rows rather than skipping them, and ``ON
+CONFLICT DO NOTHING`` turns re-offered rows into "already present" instead of
+duplicates. The cost of a run grows with the files and the new rows, never
+with the size of the checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,13 +28,16 @@ from wearables_ingest.database import Database
 from wearables_ingest.discovery import SourceFile, discover
 from wearables_ingest.errors import ConnectionLost, RowsRefused, SourceError
 from wearables_ingest.lock import locked
-from wearables_ingest.parse import Chunk, newer_than, parse_block
+from wearables_ingest.parse import Chunk, hours_of, newer_than, parse_block
 from wearables_ingest.plan import Plan, first_ts, plan
 from wearables_ingest.results import FileResult, RunResult
 from wearables_ingest.settings import Config
 from wearables_ingest.timestamps import now_utc
 
 MAX_REJECTS = 10_000  # more bad rows than this in one file: it is probably not a metric file
+GROUP_FILES = 500  # files written in one transaction at most
+GROUP_BYTES = 32 << 20  # a group closes once its files have this much to read
+SAVE_EVERY_S = 5.0  # the checkpoint is saved at most this often during a run (and at the end)
 log = logging.getLogger(__name__)
 
 # Called after each block read: (file, rows read, bytes read, bytes to read).
@@ -63,6 +72,14 @@ class FileRows:
         self.last_ts: np.datetime64 | None = None
         self.end = self.plan.start
         self.rejects: list[Reject] = []
+        self._hours: Counter[np.datetime64] = Counter()
+        self._copied = 0
+
+    def hours(self) -> dict[np.datetime64, int]:
+        return dict(self._hours)
+
+    def copied(self) -> int:
+        return self._copied
 
     def _saw(self, ts: np.datetime64) -> None:
         if self.last_ts is None or ts > self.last_ts:
@@ -88,6 +105,7 @@ class FileRows:
         chunk = newer_than(chunk, self.plan.last_ts)
         if len(chunk):
             self._saw(chunk.ts.max())
+            self._hours.update(hours_of(chunk.ts))
         return chunk
 
     def copy_data(self, parse_all: bool) -> Iterator[bytes]:
@@ -98,10 +116,16 @@ class FileRows:
                     else block.plain_span(naive_ok))
             if span is not None:  # plain: the file's own bytes go to COPY
                 self._saw(max(span))
+                hours = block.utc_hours(naive_ok)
+                if hours is None:  # offsets other than UTC's: the hours need the parse
+                    hours = hours_of(parse_block(block, self.opts.source_tz)[0].ts)
+                self._hours.update(hours)
+                self._copied += block.rows
                 yield from_block(block.data, suffix)
             else:
                 chunk = self._parse(block)
                 if len(chunk):
+                    self._copied += len(chunk)
                     yield from_rows(chunk.ts, chunk.values, suffix)
 
     def parsed(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -111,34 +135,105 @@ class FileRows:
                 yield chunk.ts, chunk.values
 
 
+@dataclass
+class _Job:
+    """One file to write in a group: where reading starts, and whether COPY may go direct."""
+
+    source: SourceFile
+    entry: checkpoint.Entry | None
+    plan: Plan
+    reloaded: bool
+    unchanged: bool = False  # nothing appended since the checkpoint: no database work
+    direct: bool = False
+    first: np.datetime64 | None = field(default=None, repr=False)
+
+
+def _result(job: _Job, written: writer.Written, rows: FileRows) -> FileResult:
+    return FileResult(job.source, written.offered, written.inserted, rows.last_ts, rows.end,
+                      rescanned=job.plan.rescanned, reloaded=job.reloaded,
+                      checkpoint_ts=job.entry.last_ts if job.entry else None,
+                      rejects=rows.rejects, strategy=written.strategy)
+
+
+def _failed(source: SourceFile, e: Exception) -> FileResult:
+    text = str(e) if isinstance(e, SourceError) else f"{source.path}: {e}"
+    return FileResult(source, error=f"{text} ({source.label} not loaded; its checkpoint is "
+                                    "unchanged)")
+
+
+def _write_group(db: Database, jobs: list[_Job], opts: Options) -> list[FileResult]:
+    """Write the group's files in one transaction; a bad file fails alone (savepoints)."""
+    work = [job for job in jobs if not job.unchanged]
+    if opts.method == "copy":
+        for job in work:
+            try:
+                job.first = first_ts(job.source, job.plan, opts.source_tz)
+            except SourceError:
+                job.first = None  # reading it fails again below, with the file's error
+        probed = [job for job in work if job.first is not None]
+        stored = database.stored_since(
+            db, [(j.source.participant, j.source.metric, j.first) for j in probed])
+        for job, taken in zip(probed, stored, strict=True):
+            # Straight into the hypertable when nothing is stored from the first row to
+            # offer on (the nightly case): no row can conflict unless the file is out of order.
+            job.direct = not taken
+    together: dict[int, tuple[writer.Written, FileRows]] = {}
+    results = []
+    with db.transaction() as cur:
+        direct = [i for i, job in enumerate(jobs) if job.direct and not job.unchanged]
+        if len(direct) > 1:  # many small files: one COPY for all, when none objects
+            many = [FileRows(jobs[i].source, jobs[i].plan, opts) for i in direct]
+            written = writer.write_together(cur, db.target, many)
+            if written is not None:
+                together = {i: (w, rows) for i, w, rows in zip(direct, written, many,
+                                                               strict=True)}
+        for i, job in enumerate(jobs):
+            if job.unchanged:
+                results.append(_unchanged(job))
+                continue
+            if i in together:
+                results.append(_result(job, *together[i]))
+                continue
+            rows = FileRows(job.source, job.plan, opts)
+
+            def fell_back(strategy: writer.Strategy, e: RowsRefused, label=job.source.label):
+                log.debug("%s: %s refused (%s); trying the next way", label, strategy.name, e)
+
+            try:
+                written = writer.write(cur, db.target, rows,
+                                       writer.chain(opts.method, job.direct), opts.batch_rows,
+                                       fell_back)
+            except (SourceError, RowsRefused) as e:
+                results.append(_failed(job.source, e))
+                continue
+            results.append(_result(job, written, rows))
+    return results
+
+
+def _unchanged(job: _Job) -> FileResult:
+    return FileResult(job.source, end=job.plan.start,
+                      checkpoint_ts=job.entry.last_ts if job.entry else None)
+
+
 def load_file(db: Database, source: SourceFile, entry: checkpoint.Entry | None,
               opts: Options = Options()) -> FileResult:
-    """Offer what the file gained since ``entry``, in one committed transaction."""
-    # The checkpoint says the row at last_ts was loaded, but the table does not have it:
-    # the database was reset or rows were deleted. Believing the checkpoint would skip
-    # those rows forever, so read the file from the start instead.
+    """Offer what one file gained since ``entry``, in a committed transaction of its own."""
     reloaded = (entry is not None and entry.last_ts is not None and opts.table_exists
-                and not database.stored_at(db, source.participant, source.metric, entry.last_ts))
-    p = plan(source, None if reloaded else entry)
-    rows = FileRows(source, p, opts)
+                and not database.stored_at(db, [(source.participant, source.metric,
+                                                 entry.last_ts)])[0])
+    job = _Job(source, entry, plan(source, None if reloaded else entry), reloaded)
     if opts.dry_run:
-        written = writer.count_new(db, rows) if opts.table_exists else _count_only(rows)
-    else:
-        # Straight into the hypertable when nothing is stored from the first row to
-        # offer on (the nightly case): no row can conflict unless the file is out of order.
-        first = first_ts(source, p, opts.source_tz) if opts.method == "copy" else None
-        direct = first is not None and not database.stored_since(
-            db, source.participant, source.metric, first)
+        return _dry_file(db, job, opts)
+    (result,) = _write_group(db, [job], opts)
+    if result.error:
+        raise SourceError(result.error)
+    return result
 
-        def fell_back(strategy: writer.Strategy, e: RowsRefused) -> None:
-            log.debug("%s: %s refused (%s); trying the next way", source.label, strategy.name, e)
 
-        written = writer.write(db, rows, writer.chain(opts.method, direct), opts.batch_rows,
-                               fell_back)
-    return FileResult(source, written.offered, written.inserted, rows.last_ts, rows.end,
-                      rescanned=p.rescanned, reloaded=reloaded,
-                      checkpoint_ts=entry.last_ts if entry else None,
-                      rejects=rows.rejects, strategy=written.strategy)
+def _dry_file(db: Database, job: _Job, opts: Options) -> FileResult:
+    rows = FileRows(job.source, job.plan, opts)
+    written = writer.count_new(db, rows) if opts.table_exists else _count_only(rows)
+    return _result(job, written, rows)
 
 
 def _count_only(rows: FileRows) -> writer.Written:
@@ -147,6 +242,28 @@ def _count_only(rows: FileRows) -> writer.Written:
     offered = sum(len(ts) for ts in stamps)
     new = len(np.unique(np.concatenate(stamps))) if stamps else 0
     return writer.Written(offered, new, "dry run")
+
+
+class _Saver:
+    """Saves the checkpoint while a run goes on: every SAVE_EVERY_S seconds, and never
+    more often than keeps saving under a tenth of the run's time (a save of a large
+    checkpoint costs more), so the run's cost stays linear in its files."""
+
+    def __init__(self, cfg: Config, cp: checkpoint.Checkpoint) -> None:
+        self.cfg, self.cp = cfg, cp
+        self.dirty = False
+        self.saved = time.monotonic()
+        self.took = 0.0  # how long the last save took
+
+    def maybe(self) -> None:
+        if self.dirty and time.monotonic() - self.saved >= max(SAVE_EVERY_S, 10 * self.took):
+            self.now()
+
+    def now(self) -> None:
+        start = time.monotonic()
+        checkpoint.save(self.cfg.checkpoint_file, self.cp)
+        self.saved = time.monotonic()
+        self.dirty, self.took = False, self.saved - start
 
 
 def run(cfg: Config, full: bool = False, dry_run: bool = False,
@@ -172,6 +289,7 @@ def run(cfg: Config, full: bool = False, dry_run: bool = False,
 
     with locked(cfg.checkpoint_file):
         cp = checkpoint.load(cfg.checkpoint_file)
+        saver = _Saver(cfg, cp)
         db = Database(cfg.connect_args, cfg.target(), cfg.retries, cfg.retry_delay,
                       on_retry=lambda text: log.warning("%s", text)).open()
         try:
@@ -183,60 +301,115 @@ def run(cfg: Config, full: bool = False, dry_run: bool = False,
                 outcome.run_id = database.start_run(db, cfg.trigger)
             opts = Options(cfg.method, cfg.batch_rows, cfg.source_tz, dry_run, table_exists,
                            progress)
-            for source in files:
-                result = _load_with_retries(db, source, cp, cfg, opts, full)
-                outcome.files.append(result)
-                if result.error:
-                    outcome.errors.append(result.error)
-                    log.error("%s", result.error)
-                on_file(result)
+            entries = {f: None if full else cp.entry(f.participant, f.metric) for f in files}
+            lost = _lost(db, entries) if table_exists else set()
+            if not dry_run:
+                database.rebuild_coverage(db, sorted(
+                    (f.participant, f.metric) for f in (files if full else lost)))
+            for group in _groups(files, entries, lost, on_file, outcome):
+                for job, result in zip(group, _write_with_retries(db, group, cfg, opts),
+                                       strict=True):
+                    _done(result, cfg, cp, saver, outcome, on_file, job.entry)
+                saver.maybe()
             if outcome.run_id is not None:
                 database.end_run(db, outcome.run_id, outcome.status, outcome.per_file(),
                                  "; ".join(outcome.errors) or None)
         finally:
             db.close()
+            if saver.dirty:  # what committed is kept, however the run ends
+                saver.now()
 
         if outcome.ok and not dry_run:
             cp.finished_at = now_utc()
-            checkpoint.save(cfg.checkpoint_file, cp)
+            saver.now()
         outcome.last_success = cp.finished_at
     return outcome
 
 
-def _load_with_retries(db: Database, source: SourceFile, cp: checkpoint.Checkpoint,
-                       cfg: Config, opts: Options, full: bool) -> FileResult:
+def _lost(db: Database, entries: dict[SourceFile, checkpoint.Entry | None]) -> set[SourceFile]:
+    """Files whose newest loaded row, by the checkpoint, is not in raw_data.
+
+    The database was reset or lost rows: believing the checkpoint would skip
+    those rows forever, so these files are read again from the start.
+    """
+    marked = [(f, e.last_ts) for f, e in entries.items() if e is not None and e.last_ts is not None]
+    stored = database.stored_at(db, [(f.participant, f.metric, ts) for f, ts in marked])
+    return {f for (f, _), here in zip(marked, stored, strict=True) if not here}
+
+
+def _groups(files: list[SourceFile], entries: dict[SourceFile, checkpoint.Entry | None],
+            lost: set[SourceFile], on_file: Callable[[FileResult], None],
+            outcome: RunResult) -> Iterator[list[_Job]]:
+    """The files to write, in groups; a file with nothing new is done here, without the database."""
+    group: list[_Job] = []
+    pending = 0
+    for source in files:
+        entry = entries[source]
+        reloaded = source in lost
+        try:
+            p = plan(source, None if reloaded else entry)
+            size = source.path.stat().st_size
+        except (SourceError, OSError) as e:
+            result = _failed(source, e if isinstance(e, SourceError)
+                             else SourceError(f"{source.path}: cannot read: {e.strerror}"))
+            outcome.files.append(result)
+            outcome.errors.append(result.error)
+            log.error("%s", result.error)
+            on_file(result)
+            continue
+        unchanged = 0 < p.start.offset >= size  # nothing appended since the last run
+        group.append(_Job(source, entry, p, reloaded, unchanged))
+        pending += size - p.start.offset
+        if len(group) >= GROUP_FILES or pending >= GROUP_BYTES:
+            yield group
+            group, pending = [], 0
+    if group:
+        yield group
+
+
+def _write_with_retries(db: Database, group: list[_Job], cfg: Config,
+                        opts: Options) -> list[FileResult]:
     for attempt in range(cfg.retries + 1):
         try:
-            return _load_one(db, source, cp, cfg, opts, full)
+            if opts.dry_run:
+                results = []
+                for job in group:
+                    try:
+                        results.append(_unchanged(job) if job.unchanged
+                                       else _dry_file(db, job, opts))
+                    except (SourceError, RowsRefused) as e:
+                        results.append(_failed(job.source, e))
+                return results
+            return _write_group(db, group, opts)
         except ConnectionLost as e:
-            # Nothing of the file was committed and its checkpoint entry is unchanged,
-            # so load it again on a new connection.
+            # Nothing of the group was committed and its checkpoint entries are unchanged,
+            # so write it again on a new connection.
             if attempt == cfg.retries:
                 raise
-            log.warning("lost the database while loading %s (%s); reconnecting", source.label,
+            log.warning("lost the database while loading %s (%s); reconnecting",
+                        group[0].source.label if len(group) == 1
+                        else f"{group[0].source.label} and {len(group) - 1} more files",
                         e.reason)
             db.open()
     raise AssertionError("unreachable")
 
 
-def _load_one(db: Database, source: SourceFile, cp: checkpoint.Checkpoint, cfg: Config,
-              opts: Options, full: bool) -> FileResult:
-    """Load one file, then record how far it got; a bad file gives a FileResult with ``error``."""
-    entry = None if full else cp.entry(source.participant, source.metric)
-    try:
-        result = load_file(db, source, entry, opts)
-    except (SourceError, RowsRefused) as e:
-        text = str(e) if isinstance(e, SourceError) else f"{source.path}: {e}"
-        return FileResult(source, error=f"{text} ({source.label} not loaded; "
-                                        "its checkpoint is unchanged)")
-    if opts.dry_run:
-        return result
-    if result.rejects:
-        rejects.append(cfg.rejects_file, source, result.rejects)
-    end = result.end
-    if (result.last_ts is not None or result.reloaded or entry is None
-            or end.offset != entry.offset):
-        cp.record(source.participant, source.metric, result.last_ts, end.offset, end.line,
-                  tail_hash(source.path, end.offset), reset=result.reloaded)
-        checkpoint.save(cfg.checkpoint_file, cp)
-    return result
+def _done(result: FileResult, cfg: Config, cp: checkpoint.Checkpoint, saver: _Saver,
+          outcome: RunResult, on_file: Callable[[FileResult], None],
+          entry: checkpoint.Entry | None) -> None:
+    """A file of a committed group: note its rejects and move its checkpoint entry."""
+    outcome.files.append(result)
+    if result.error:
+        outcome.errors.append(result.error)
+        log.error("%s", result.error)
+    elif not outcome.dry_run:
+        if result.rejects:
+            rejects.append(cfg.rejects_file, result.source, result.rejects)
+        end = result.end
+        if (result.last_ts is not None or result.reloaded or entry is None
+                or end.offset != entry.offset):
+            cp.record(result.source.participant, result.source.metric, result.last_ts,
+                      end.offset, end.line, tail_hash(result.source.path, end.offset),
+                      reset=result.reloaded)
+            saver.dirty = True
+    on_file(result)

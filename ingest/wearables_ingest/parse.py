@@ -126,3 +126,9 @@ def newer_than(chunk: Chunk, mark: np.datetime64 | None) -> Chunk:
     if keep.all():
         return chunk
     return Chunk(chunk.ts[keep], chunk.values[keep])
+
+
+def hours_of(ts: np.ndarray) -> dict[np.datetime64, int]:
+    """Rows per UTC hour of parsed timestamps (datetime64[h] keys)."""
+    found, counts = np.unique(ts.astype("datetime64[h]"), return_counts=True)
+    return dict(zip(found, counts.tolist(), strict=True))

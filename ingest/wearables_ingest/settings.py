@@ -29,7 +29,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "DATABASE_URL": ("", "one libpq connection URL instead of the PG* settings"),
     "DATA_DIR": ("/data", "folder of metric CSV files, or of participant_NNN folders"),
     "CHECKPOINT_FILE": ("/checkpoint/last_run.json", "where the checkpoint is kept"),
-    "PARTICIPANT_ID": ("1", "participant of the CSV files directly in DATA_DIR"),
+    "PARTICIPANT_ID": ("", "participant of a data folder whose name carries no number "
+                           "(a participant_NNN folder is participant NNN)"),
     "INGEST_METHOD": ("copy", "how rows are written: copy (fast) or values (INSERT ... VALUES)"),
     "INGEST_BATCH_ROWS": ("10000", "rows per INSERT statement of the values method"),
     "SOURCE_TZ": ("UTC", "time zone of timestamps written without a UTC offset"),
@@ -47,7 +48,7 @@ METHODS = ("copy", "values")
 class Config:
     data_dir: Path
     checkpoint_file: Path
-    participant_id: int
+    participant_id: int | None  # None: unset (folders name their participants)
     batch_rows: int
     method: str
     source_tz: str
@@ -148,7 +149,8 @@ def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".
     return Config(
         data_dir=Path(env["DATA_DIR"]),
         checkpoint_file=Path(env["CHECKPOINT_FILE"]),
-        participant_id=_positive_int(env, "PARTICIPANT_ID"),
+        participant_id=(_positive_int(env, "PARTICIPANT_ID") if env["PARTICIPANT_ID"].strip()
+                        else None),
         batch_rows=_positive_int(env, "INGEST_BATCH_ROWS"),
         method=_choice(env, "INGEST_METHOD", METHODS, str.lower),
         source_tz=_time_zone(env["SOURCE_TZ"]),

@@ -1,9 +1,12 @@
 """Writing one file's rows: a chain of strategies, each tried in turn until one succeeds.
 
-Every strategy writes in one transaction and skips rows already stored, so a
-row is never doubled. When the server refuses rows (a key already present, a
-value it reads differently), the transaction is rolled back and the next, more
-careful strategy gets the whole file again:
+The caller holds the transaction (several small files share one commit); each
+attempt runs under a savepoint. Every strategy skips rows already stored, so a
+row is never doubled, and adds the rows it inserted, per participant, metric
+and UTC hour, to the coverage table in the same transaction. When the server
+refuses rows (a key already present, a value it reads differently), the
+attempt is rolled back to its savepoint and the next, more careful strategy
+gets the whole file again:
 
 1. COPY straight into the hypertable: only when nothing is stored from the
    first row on (the nightly case), the fastest way;
@@ -31,26 +34,46 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from wearables_ingest.copydata import COLUMNS
-from wearables_ingest.database import TABLE, Database
-from wearables_ingest.errors import RowsRefused
+from wearables_ingest.database import COVERAGE, TABLE, Database, translated
+from wearables_ingest.errors import RowsRefused, SourceError
 
 STAGE = "raw_data_stage"
 COPY_INTO = sql.SQL("COPY {target} ({columns}) FROM STDIN (FORMAT csv)")
 CREATE_STAGE = sql.SQL(
     "CREATE TEMP TABLE {stage} (ts TIMESTAMPTZ, value DOUBLE PRECISION, participant INT, "
     "metric TEXT) ON COMMIT DROP").format(stage=sql.Identifier(STAGE))
-MERGE_STAGE = sql.SQL(
-    "INSERT INTO {table} (ts, participant, metric, value) "
-    "SELECT ts, participant, metric, value FROM {stage} ON CONFLICT DO NOTHING"
-).format(table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE))
+DROP_STAGE = sql.SQL("DROP TABLE {stage}").format(stage=sql.Identifier(STAGE))
+
+# Inserts rows, adds the inserted ones to the coverage per UTC hour, and answers how
+# many were inserted: one statement, so nothing is counted that was not inserted.
+_COUNTED = """
+    WITH ins AS ({insert} ON CONFLICT DO NOTHING RETURNING ts, participant, metric),
+    per_hour AS (SELECT participant, metric, date_trunc('hour', ts, 'UTC') AS hour,
+                        count(*) AS n FROM ins GROUP BY 1, 2, 3),
+    added AS ({add_coverage})
+    SELECT coalesce(sum(n), 0)::bigint FROM per_hour"""
+ADD_COVERAGE = sql.SQL(
+    "INSERT INTO {coverage} AS c (participant, metric, hour, rows) {rows} "
+    "ON CONFLICT (participant, metric, hour) DO UPDATE SET rows = c.rows + EXCLUDED.rows")
+MERGE_STAGE = sql.SQL(_COUNTED).format(
+    insert=sql.SQL("INSERT INTO {table} (ts, participant, metric, value) "
+                   "SELECT ts, participant, metric, value FROM {stage}").format(
+                       table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE)),
+    add_coverage=ADD_COVERAGE.format(coverage=sql.Identifier(COVERAGE),
+                                     rows=sql.SQL("SELECT * FROM per_hour")))
+COVERAGE_FROM_ARRAYS = ADD_COVERAGE.format(
+    coverage=sql.Identifier(COVERAGE),
+    rows=sql.SQL("SELECT * FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::bigint[])"))
 COUNT_NEW = sql.SQL(
     "SELECT count(*), count(DISTINCT (s.ts, s.participant, s.metric)) FILTER (WHERE NOT EXISTS "
     "(SELECT 1 FROM {table} r WHERE r.ts = s.ts AND r.participant = s.participant "
     "AND r.metric = s.metric)) FROM {stage} s").format(
         table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE))
-INSERT = sql.SQL(
-    "INSERT INTO {table} (ts, participant, metric, value) VALUES %s ON CONFLICT DO NOTHING"
-).format(table=sql.Identifier(TABLE))
+INSERT_VALUES = sql.SQL(_COUNTED).format(
+    insert=sql.SQL("INSERT INTO {table} (ts, participant, metric, value) VALUES %s").format(
+        table=sql.Identifier(TABLE)),
+    add_coverage=ADD_COVERAGE.format(coverage=sql.Identifier(COVERAGE),
+                                     rows=sql.SQL("SELECT * FROM per_hour")))
 
 
 class Rows(Protocol):
@@ -64,6 +87,12 @@ class Rows(Protocol):
 
     def parsed(self) -> Iterable[tuple[np.ndarray, np.ndarray]]:
         """Parsed rows in chunks: (ts as datetime64[us] UTC, values as float64, NaN = NULL)."""
+
+    def hours(self) -> dict[np.datetime64, int]:
+        """Rows per UTC hour of what the last copy_data() yielded (datetime64[h] keys)."""
+
+    def copied(self) -> int:
+        """Rows the last copy_data() yielded."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +110,22 @@ class Strategy:
 
 def _copy_direct(cur: Cursor, rows: Rows, _batch: int) -> tuple[int, int]:
     offered = _copy_in(cur, TABLE, rows.copy_data(parse_all=False))
+    _add_coverage(cur, [rows])
     return offered, offered
+
+
+def _add_coverage(cur: Cursor, written: Sequence[Rows]) -> None:
+    """Add what a direct COPY sent to the coverage: every row it accepted was inserted
+    (a row already stored fails it whole), counted per hour while it was read."""
+    participants, metrics, stamps, counts = [], [], [], []
+    for rows in written:
+        for hour, n in rows.hours().items():
+            participants.append(rows.participant)
+            metrics.append(rows.metric)
+            stamps.append(f"{np.datetime_as_string(hour, unit='h')}:00:00Z")
+            counts.append(n)
+    if counts:
+        cur.execute(COVERAGE_FROM_ARRAYS, (participants, metrics, stamps, counts))
 
 
 def _staged(parse_all: bool) -> Callable[[Cursor, Rows, int], tuple[int, int]]:
@@ -89,7 +133,9 @@ def _staged(parse_all: bool) -> Callable[[Cursor, Rows, int], tuple[int, int]]:
         cur.execute(CREATE_STAGE)
         offered = _copy_in(cur, STAGE, rows.copy_data(parse_all))
         cur.execute(MERGE_STAGE)
-        return offered, cur.rowcount
+        inserted = cur.fetchone()[0]
+        cur.execute(DROP_STAGE)  # the next file of the same transaction stages its own
+        return offered, inserted
     return write
 
 
@@ -107,11 +153,11 @@ def _values(cur: Cursor, rows: Rows, batch: int) -> tuple[int, int]:
             part = values[i : i + batch]
             nulls = np.isnan(part)
             vals = np.where(nulls, None, part).tolist() if nulls.any() else part.tolist()
-            # One statement per batch, so rowcount is the number of rows it inserted.
-            execute_values(cur, INSERT, list(zip(stamps, vals, strict=True)),
-                           template=template, page_size=len(stamps))
+            # One statement per batch, which answers how many rows it inserted.
+            (count,), = execute_values(cur, INSERT_VALUES, list(zip(stamps, vals, strict=True)),
+                                       template=template, page_size=len(stamps), fetch=True)
             offered += len(stamps)
-            inserted += cur.rowcount
+            inserted += count
     return offered, inserted
 
 
@@ -128,23 +174,62 @@ def chain(method: str, direct: bool) -> tuple[Strategy, ...]:
     return ((DIRECT,) if direct else ()) + (STAGED, PARSED)
 
 
-def write(db: Database, rows: Rows, strategies: Sequence[Strategy], batch_rows: int = 10_000,
+def write(cur: Cursor, target: str, rows: Rows, strategies: Sequence[Strategy],
+          batch_rows: int = 10_000,
           on_fallback: Callable[[Strategy, RowsRefused], None] = lambda s, e: None) -> Written:
-    """Write ``rows`` with the first strategy the server accepts, each in its own transaction.
+    """Write ``rows`` inside the caller's transaction with the first strategy the server accepts.
 
-    Raises RowsRefused when the last strategy is refused too (the file is not
-    loaded); ConnectionLost when the connection breaks (nothing was committed).
+    Each attempt runs under a savepoint, rolled back when it fails, so the
+    transaction goes on with the next file. Raises RowsRefused when the last
+    strategy is refused too (the file is not written); other errors (a bad file,
+    a lost connection) pass through after the rollback to the savepoint.
     """
     for i, strategy in enumerate(strategies):
+        cur.execute("SAVEPOINT write_file")
         try:
-            with db.transaction() as cur:
+            with translated(target):
                 offered, inserted = strategy.write(cur, rows, batch_rows)
-            return Written(offered, inserted, strategy.name)
         except RowsRefused as e:
+            _rollback_to_savepoint(cur, target)
             if i == len(strategies) - 1:
                 raise RowsRefused(f"the database refused a row: {e}") from None
             on_fallback(strategy, e)
+            continue
+        except BaseException:
+            _rollback_to_savepoint(cur, target)
+            raise
+        cur.execute("RELEASE SAVEPOINT write_file")
+        return Written(offered, inserted, strategy.name)
     raise AssertionError("no strategy to try")
+
+
+def write_together(cur: Cursor, target: str, many: Sequence[Rows]) -> list[Written] | None:
+    """Several files' rows in ONE direct COPY, under one savepoint: the nightly case of a
+    study, where each file gained a few rows and a COPY per file would cost more than
+    its rows. None when any row is refused or a file cannot be read: everything is
+    rolled back to the savepoint, and the caller writes the files one by one.
+    """
+    cur.execute("SAVEPOINT write_file")
+    try:
+        with translated(target):
+            _copy_in(cur, TABLE, (part for rows in many
+                                  for part in rows.copy_data(parse_all=False)))
+            _add_coverage(cur, many)
+    except (RowsRefused, SourceError):
+        _rollback_to_savepoint(cur, target)
+        return None
+    except BaseException:
+        _rollback_to_savepoint(cur, target)
+        raise
+    cur.execute("RELEASE SAVEPOINT write_file")
+    return [Written(rows.copied(), rows.copied(), f"{DIRECT.name}, with {len(many)} files")
+            for rows in many]
+
+
+def _rollback_to_savepoint(cur: Cursor, target: str) -> None:
+    with translated(target):
+        if not cur.connection.closed:
+            cur.execute("ROLLBACK TO SAVEPOINT write_file")
 
 
 def count_new(db: Database, rows: Rows) -> Written:

@@ -17,12 +17,12 @@ import time
 
 import pytest
 
-from helpers import INGEST, execute, logged, query, synth, table_counts
+from helpers import DATA, INGEST, execute, logged, query, synth, table_counts
 
 
 def test_dry_run_prints_what_would_be_inserted_and_writes_nothing(tmp_path, run_ingest,
                                                                    database_url):
-    data, state = tmp_path / "data", tmp_path / "state"
+    data, state = tmp_path / DATA, tmp_path / "state"
     synth(data, "--days", "1")
     assert run_ingest("--metrics", "hr").returncode == 0
     before = sorted(p.name for p in state.iterdir())
@@ -50,7 +50,7 @@ def test_dry_run_prints_what_would_be_inserted_and_writes_nothing(tmp_path, run_
 
 
 def test_dry_run_on_a_new_database_creates_nothing(tmp_path, run_ingest, database_url):
-    synth(tmp_path / "data", "--days", "1")
+    synth(tmp_path / DATA, "--days", "1")
     proc = run_ingest("--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert "Would ingest 86,400 rows → hr" in proc.stdout
@@ -58,9 +58,10 @@ def test_dry_run_on_a_new_database_creates_nothing(tmp_path, run_ingest, databas
 
 
 def test_metrics_and_participants_limit_the_run(tmp_path, run_ingest, database_url):
-    synth(tmp_path / "data" / "participant_001", "--days", "1")
-    synth(tmp_path / "data" / "participant_002", "--days", "1")
-    proc = run_ingest("--metrics", "br,activity", "--participants", "2")
+    synth(tmp_path / "study" / "participant_001", "--days", "1")
+    synth(tmp_path / "study" / "participant_002", "--days", "1")
+    proc = run_ingest("--metrics", "br,activity", "--participants", "2",
+                      DATA_DIR=str(tmp_path / "study"))
     assert proc.returncode == 0, proc.stderr
     assert [line.split("→ ")[1] for line in proc.stdout.splitlines()[:-2]] == [
         "participant_002/activity", "participant_002/br"]
@@ -81,7 +82,7 @@ def test_bad_options_get_argparse_errors(tmp_path, run_ingest, args, message):
 
 
 def test_json_summary_is_one_object_on_stdout(tmp_path, run_ingest):
-    synth(tmp_path / "data", "--days", "1")
+    synth(tmp_path / DATA, "--days", "1")
     proc = run_ingest("--json")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)  # nothing else on stdout
@@ -100,7 +101,7 @@ def json_of(proc: subprocess.CompletedProcess) -> dict:
 
 
 def test_json_is_one_object_with_ok_false_when_the_run_cannot_start(tmp_path, run_ingest):
-    synth(tmp_path / "data", "--days", "1")
+    synth(tmp_path / DATA, "--days", "1")
     bad_setting = run_ingest("--json", INGEST_RETRIES="many")
     unreachable = run_ingest("--json", DATABASE_URL="postgresql://u:pw@127.0.0.1:1/x",
                              INGEST_RETRIES="0")
@@ -124,8 +125,8 @@ def test_json_is_one_object_with_ok_false_when_the_run_cannot_start(tmp_path, ru
 
 
 def test_json_says_ok_false_and_why_when_a_file_fails(tmp_path, run_ingest):
-    synth(tmp_path / "data", "--days", "1")
-    (tmp_path / "data" / "hr.csv").write_text("time,bpm\n")
+    synth(tmp_path / DATA, "--days", "1")
+    (tmp_path / DATA / "hr.csv").write_text("time,bpm\n")
     proc = run_ingest("--json")
     assert proc.returncode == 1
     summary = json_of(proc)
@@ -135,7 +136,7 @@ def test_json_says_ok_false_and_why_when_a_file_fails(tmp_path, run_ingest):
 
 
 def test_verify_reports_equal_then_a_difference(tmp_path, run_ingest, database_url):
-    synth(tmp_path / "data", "--days", "1")
+    synth(tmp_path / DATA, "--days", "1")
     assert run_ingest().returncode == 0
     same = run_ingest("--verify")
     assert same.returncode == 0, same.stderr
@@ -158,7 +159,7 @@ def test_verify_reports_equal_then_a_difference(tmp_path, run_ingest, database_u
 
 def test_every_run_is_recorded_and_a_killed_one_shows_unfinished(tmp_path, run_ingest,
                                                                  database_url):
-    data = tmp_path / "data"
+    data = tmp_path / DATA
     synth(data, "--days", "2")
     assert run_ingest(INGEST_TRIGGER="cron").returncode == 0
     loader = run_ingest.popen()
@@ -180,7 +181,7 @@ def test_every_run_is_recorded_and_a_killed_one_shows_unfinished(tmp_path, run_i
 
 
 def test_metrics_file_tells_the_last_run_and_the_last_success(tmp_path, run_ingest):
-    synth(tmp_path / "data", "--days", "1")
+    synth(tmp_path / DATA, "--days", "1")
     before = time.time()
     assert run_ingest().returncode == 0
     prom = tmp_path / "state" / "wearables_ingest.prom"
@@ -200,7 +201,7 @@ def test_metrics_file_tells_the_last_run_and_the_last_success(tmp_path, run_inge
 
 
 def test_log_lines_carry_time_and_level_and_log_level_filters_them(tmp_path, run_ingest):
-    data = tmp_path / "data"
+    data = tmp_path / DATA
     synth(data, "--days", "1")
     with (data / "br.csv").open("a") as f:
         f.write("2024-01-02T00:00:00+00:00,fast\n")
@@ -237,9 +238,9 @@ def _run_on_terminal(env: dict[str, str], cwd) -> str:
 
 def test_progress_bars_appear_on_a_terminal_and_not_otherwise(tmp_path, run_ingest,
                                                               database_url):
-    synth(tmp_path / "data", "--days", "2")
+    synth(tmp_path / DATA, "--days", "2")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update(DATABASE_URL=database_url, DATA_DIR=str(tmp_path / "data"),
+    env.update(DATABASE_URL=database_url, DATA_DIR=str(tmp_path / DATA),
                CHECKPOINT_FILE=str(tmp_path / "state" / "last_run.json"))
     shown = _run_on_terminal(env, tmp_path)
     assert "ingestion complete" in shown

@@ -45,9 +45,14 @@ class ParsedRows:
     def parsed(self):
         yield self.ts, self.values
 
+    def hours(self):
+        raise AssertionError("the values strategy counts hours in the database")
+
 
 def insert_rows(db: Database, participant: int, metric: str, ts, values) -> int:
-    return writer.write(db, ParsedRows(participant, metric, ts, values), (writer.VALUES,)).inserted
+    with db.transaction() as cur:
+        return writer.write(cur, db.target, ParsedRows(participant, metric, ts, values),
+                            (writer.VALUES,)).inserted
 
 
 def test_schema_is_the_seed_table_as_a_hypertable_on_ts(db, database_url):
@@ -112,6 +117,7 @@ def test_a_role_that_may_only_read_and_insert_can_load(conn, db, database_url, t
     with conn, conn.cursor() as cur:
         cur.execute(f"CREATE ROLE {role} LOGIN")
         cur.execute(f"GRANT SELECT, INSERT ON raw_data TO {role}")
+        cur.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ingest_coverage TO {role}")
     path = tmp_path / "hr.csv"
     path.write_text("ts,value\n2024-01-01T00:00:00Z,60\n2024-01-01T00:00:01Z,61\n")
     url = urlsplit(database_url)._replace(netloc=f"{role}@{urlsplit(database_url).hostname}:"

@@ -26,6 +26,7 @@ import psycopg2.errors
 import pytest
 
 from helpers import (
+    DATA,
     REPO,
     fresh_database,
     open_database,
@@ -246,7 +247,7 @@ def test_the_loader_loads_and_reloads_as_the_role(database_url, role, run_ingest
     finally:
         admin.close()
     assert run_init(database_url, role=role).returncode == 0
-    data = tmp_path / "data"
+    data = tmp_path / DATA
     synth(data, "--days", "1")
     url = role_url(database_url, role)
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import execute, logged, query, synth
+from helpers import DATA, execute, logged, query, synth
 
 METRICS = ("activity", "azm", "br", "hr", "hrv", "spo2")
 
@@ -46,8 +46,18 @@ def table_rows(url: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "ts_us", "value"])
 
 
+def assert_coverage_equals_counts(url: str) -> None:
+    """The coverage the loader keeps equals count(*) of raw_data per participant, metric, hour."""
+    counted = query(url, "SELECT participant, metric, date_trunc('hour', ts, 'UTC'), count(*) "
+                         "FROM raw_data GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+    kept = query(url, "SELECT participant, metric, hour, rows FROM ingest_coverage "
+                      "ORDER BY 1, 2, 3")
+    assert kept == counted
+
+
 def assert_table_equals_source(url: str, data: Path) -> None:
-    """Same rows, each once: compared row by row, keys and values."""
+    """Same rows, each once: compared row by row, keys and values; and the coverage exact."""
+    assert_coverage_equals_counts(url)
     assert query(url, "SELECT count(*) - count(DISTINCT (ts, participant, metric)) "
                       "FROM raw_data") == [(0,)]
     want = source_rows(data).sort_values(["metric", "ts_us"], ignore_index=True)
@@ -62,6 +72,7 @@ def assert_table_matches_source_per_day(url: str, data: Path) -> None:
 
     Cheaper than row by row, for months of data, and still fails on a row lost or doubled.
     """
+    assert_coverage_equals_counts(url)
     assert query(url, "SELECT count(*) - count(DISTINCT (ts, participant, metric)) "
                       "FROM raw_data") == [(0,)]
     src = source_rows(data)
@@ -89,7 +100,7 @@ def test_random_kills_then_a_rerun_leave_every_row_exactly_once(tmp_path, run_in
                                                                  database_url):
     trials = int(os.environ.get("KILL_TRIALS", "6"))
     rng = random.Random(int(os.environ.get("KILL_SEED", "1")))
-    data, state = tmp_path / "data", tmp_path / "state"
+    data, state = tmp_path / DATA, tmp_path / "state"
     synth(data, "--days", "2")
     started = time.monotonic()
     assert run_ingest().returncode == 0
@@ -117,7 +128,7 @@ def test_random_kills_then_a_rerun_leave_every_row_exactly_once(tmp_path, run_in
 
 def test_crash_after_commit_before_checkpoint_write_loses_and_doubles_nothing(
         tmp_path, run_ingest, database_url):
-    data, state = tmp_path / "data", tmp_path / "state"
+    data, state = tmp_path / DATA, tmp_path / "state"
     synth(data, "--days", "1")
     assert run_ingest().returncode == 0
     before = (state / "last_run.json").read_bytes()
@@ -133,7 +144,7 @@ def test_crash_after_commit_before_checkpoint_write_loses_and_doubles_nothing(
 
 def test_crash_while_writing_the_checkpoint_leaves_the_old_one_and_a_temp_file(
         tmp_path, run_ingest, database_url):
-    data, state = tmp_path / "data", tmp_path / "state"
+    data, state = tmp_path / DATA, tmp_path / "state"
     synth(data, "--days", "1")
     assert run_ingest().returncode == 0
     synth(data, "--append-days", "1")
@@ -149,15 +160,16 @@ def test_crash_while_writing_the_checkpoint_leaves_the_old_one_and_a_temp_file(
 @pytest.mark.parametrize("retries", ["2", "0"])
 def test_connection_dropped_mid_run_is_retried_or_caught_up_next_run(tmp_path, run_ingest,
                                                                      database_url, retries):
-    data = tmp_path / "data"
+    data = tmp_path / DATA
     synth(data, "--days", "3")
     loader = run_ingest.popen(INGEST_RETRIES=retries, INGEST_RETRY_DELAY="0.2", stderr=True)
-    for line in loader.stdout:  # hr is loading once br is reported
-        if line.rstrip().endswith("→ br"):
-            break
-    time.sleep(0.2)
-    killed = query(database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE application_name = 'wearables-ingest'")
+    killed = []
+    deadline = time.monotonic() + 60
+    while not killed:  # the connection goes in the middle of a COPY
+        assert time.monotonic() < deadline and loader.poll() is None, "no COPY was seen"
+        killed = query(database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                     "WHERE application_name = 'wearables-ingest' "
+                                     "AND query LIKE 'COPY%%'")
     assert killed == [(True,)]
     out = loader.stdout.read()
     err = loader.stderr.read()
@@ -165,19 +177,21 @@ def test_connection_dropped_mid_run_is_retried_or_caught_up_next_run(tmp_path, r
     if retries == "0":
         assert loader.returncode == 1
         assert len(logged(err)) == 1 and logged(err)[0].startswith("ERROR lost the database at ")
-        assert json.loads((tmp_path / "state" / "last_run.json").read_text())[
-            "participants"]["1"].get("hr") is None  # not committed: not in the checkpoint
+        saved = tmp_path / "state" / "last_run.json"  # not committed: not in the checkpoint
+        assert not saved.exists() or json.loads(saved.read_text())[
+            "participants"].get("1", {}).get("hr") is None
         assert run_ingest().returncode == 0  # the next run catches up
     else:
         assert loader.returncode == 0, err
-        assert logged(err)[0].startswith("WARNING lost the database while loading hr (")
+        assert logged(err)[0].startswith("WARNING lost the database while loading ")
+        assert "; reconnecting" in logged(err)[0]
         assert "Ingested 259,200 rows → hr" in out
     assert_table_equals_source(database_url, data)
 
 
 def test_database_reset_under_a_kept_checkpoint_is_noticed_and_reloaded(tmp_path, run_ingest,
                                                                         database_url):
-    data = tmp_path / "data"
+    data = tmp_path / DATA
     synth(data, "--days", "1")
     assert run_ingest().returncode == 0
     execute(database_url, "DELETE FROM raw_data")  # as if only the db-data volume was lost
@@ -192,7 +206,7 @@ def test_database_reset_under_a_kept_checkpoint_is_noticed_and_reloaded(tmp_path
 
 
 def test_late_rows_and_repeated_content_arrive_once(tmp_path, run_ingest, database_url):
-    data = tmp_path / "data"
+    data = tmp_path / DATA
     synth(data, "--days", "2")
     assert run_ingest().returncode == 0
     hrv = data / "hrv.csv"
@@ -213,13 +227,68 @@ def test_late_rows_and_repeated_content_arrive_once(tmp_path, run_ingest, databa
     got = table_rows(database_url)
     assert len(got[got.metric == "hrv"]) == len(source_rows(data).query("metric == 'hrv'")
                                                  .drop_duplicates())
+    assert_coverage_equals_counts(database_url)
+
+
+def test_full_and_a_database_that_lost_rows_recount_the_coverage(tmp_path, run_ingest,
+                                                                 database_url):
+    synth(tmp_path / DATA, "--days", "2")
+    assert run_ingest().returncode == 0
+    # Rows lost where the checkpoint cannot see it (not its newest row): only --full mends it.
+    execute(database_url, "DELETE FROM raw_data WHERE metric = 'azm' AND ts < '2024-01-01T06:00Z'")
+    assert run_ingest("--full").returncode == 0
+    assert_coverage_equals_counts(database_url)
+    # Rows lost up to the newest (a reset table): the next run notices and recounts.
+    execute(database_url, "DELETE FROM raw_data WHERE metric = 'hr'")
+    assert run_ingest().returncode == 0
+    assert_table_equals_source(database_url, tmp_path / DATA)
+
+
+def write_study(root: Path, participants: int, rows: int, day: int) -> None:
+    """Each participant's six small files, ``rows`` more rows per file for each ``day``."""
+    for p in range(1, participants + 1):
+        folder = root / f"participant_{p:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, metric in enumerate(METRICS):
+            with (folder / f"{metric}.csv").open("a") as f:
+                if day == 0:
+                    f.write("ts,value\n")
+                f.writelines(f"2024-01-{day + 1:02d}T00:{m:02d}:00+00:00,{p + i + m}\n"
+                             for m in range(rows))
+
+
+@pytest.mark.slow
+def test_kills_in_a_study_of_a_thousand_participants_lose_and_double_nothing(
+        tmp_path, run_ingest, database_url):
+    rng = random.Random(3)
+    study, state = tmp_path / "study", tmp_path / "state"
+    for trial in range(3):  # a first load, then two nights, each killed, then caught up
+        write_study(study, 1000, rows=10, day=trial)
+        loader = run_ingest.popen(DATA_DIR=str(study))
+        time.sleep(rng.uniform(1.0, 4.0))
+        loader.send_signal(signal.SIGKILL)
+        loader.wait()
+        loader.stdout.close()
+        assert_checkpoint_readable(state)
+        rerun = run_ingest(DATA_DIR=str(study))
+        assert rerun.returncode == 0, rerun.stderr
+        assert query(database_url, "SELECT count(*), count(DISTINCT (ts, participant, metric)),"
+                                   " count(DISTINCT participant) FROM raw_data") == \
+            [(1000 * 6 * 10 * (trial + 1),) * 2 + (1000,)]
+        # Every row under its own participant: the value was made from the folder's number.
+        offsets = dict(query(database_url, "SELECT metric, min(value - participant - "
+                                           "extract(minute FROM ts)) FROM raw_data GROUP BY 1"))
+        assert offsets == {m: i for i, m in enumerate(METRICS)}
+        assert query(database_url, "SELECT count(DISTINCT (metric, value - participant - "
+                                   "extract(minute FROM ts))) FROM raw_data") == [(6,)]
+        assert_coverage_equals_counts(database_url)
 
 
 @pytest.mark.slow
 def test_two_months_of_nightly_runs_with_crashes_and_late_data(tmp_path, run_ingest,
                                                                database_url):
     rng = random.Random(7)
-    data, state = tmp_path / "data", tmp_path / "state"
+    data, state = tmp_path / DATA, tmp_path / "state"
     synth(data, "--days", "30")
     assert run_ingest().returncode == 0
     for night in range(60):

@@ -13,7 +13,9 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from helpers import SEED_COUNTS, logged, query, synth, table_counts
+import pytest
+
+from helpers import DATA, SEED_COUNTS, logged, query, synth, table_counts
 
 SEED_LINES = [
     "Ingested 30 rows → activity",
@@ -40,7 +42,7 @@ def lines(proc) -> list[str]:
 
 def test_thirty_day_cycle_first_load_rerun_next_day_and_light_reset(
         seed_data, tmp_path, run_ingest, database_url):
-    data = tmp_path / "data"
+    data = tmp_path / DATA
     shutil.copytree(seed_data, data)
     checkpoint = tmp_path / "state" / "last_run.json"
 
@@ -76,34 +78,34 @@ def test_thirty_day_cycle_first_load_rerun_next_day_and_light_reset(
 
 
 def test_rerun_after_crash_loads_each_row_once(tmp_path, run_ingest, database_url):
-    data = tmp_path / "data"
-    synth(data, "--days", "2")
+    data = tmp_path / DATA
+    synth(data, "--days", "4")
     loader = run_ingest.popen()
-    for line in loader.stdout:  # hr (172,800 rows) is loading once br is reported
-        if line.startswith("Ingested") and line.rstrip().endswith("→ br"):
-            break
-    time.sleep(0.3)
-    loader.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while not query(database_url, "SELECT 1 FROM pg_stat_activity WHERE application_name = "
+                                  "'wearables-ingest' AND query LIKE 'COPY%%'"):
+        assert time.monotonic() < deadline and loader.poll() is None, "no COPY was seen"
+        time.sleep(0.01)
+    loader.send_signal(signal.SIGKILL)  # in the middle of a COPY
     assert loader.wait() == -signal.SIGKILL  # killed mid-run, not finished
-    saved = json.loads((tmp_path / "state" / "last_run.json").read_text())
-    assert "hr" not in saved["participants"]["1"] and saved["finished_at"] is None
+    checkpoint = tmp_path / "state" / "last_run.json"
+    if checkpoint.exists():  # never ahead of the database
+        saved = json.loads(checkpoint.read_text())
+        assert saved["finished_at"] is None
+        for metric, entry in saved["participants"].get("1", {}).items():
+            assert query(database_url, "SELECT count(*) FROM raw_data WHERE metric = %s AND "
+                                       "ts = %s", (metric, entry["last_ts"])) == [(1,)]
 
     rerun = run_ingest()
     assert rerun.returncode == 0, rerun.stderr
-    assert "Ingested 0 rows → br (2 already present)" not in rerun.stdout  # br was checkpointed
-    assert "Ingested 0 rows → br" in rerun.stdout
-    expected = {m: 2 * n for m, n in ONE_DAY.items()}
     got = table_counts(database_url)
-    assert {m: got[m] for m in ONE_DAY} == expected
-    hr = next(m for x in lines(rerun) if (m := SUMMARY.fullmatch(x)) and m["label"] == "hr")
-    offered = int(hr["inserted"].replace(",", "")) + int((hr["present"] or "0").replace(",", ""))
-    assert offered == 172_800  # every hr row offered again: the checkpoint had not moved
+    assert {m: got[m] for m in ONE_DAY} == {m: 4 * n for m, n in ONE_DAY.items()}
     assert query(database_url, "SELECT count(*) FROM (SELECT DISTINCT ts, participant, metric "
                                "FROM raw_data) d") == [(sum(got.values()),)]
 
 
 def test_checkpoint_records_newest_ts_per_metric_and_finish_time(tmp_path, run_ingest):
-    synth(tmp_path / "data", "--days", "1", "--start", "2024-03-05")
+    synth(tmp_path / DATA, "--days", "1", "--start", "2024-03-05")
     proc = run_ingest()
     assert proc.returncode == 0, proc.stderr
 
@@ -111,7 +113,7 @@ def test_checkpoint_records_newest_ts_per_metric_and_finish_time(tmp_path, run_i
     assert saved["version"] == 1
     assert saved["finished_at"].endswith("+00:00")
     marks = {m: e["last_ts"] for m, e in saved["participants"]["1"].items()}
-    newest_hrv = (tmp_path / "data" / "hrv.csv").read_text().splitlines()[-1].split(",")[0]
+    newest_hrv = (tmp_path / DATA / "hrv.csv").read_text().splitlines()[-1].split(",")[0]
     assert marks == {
         "activity": "2024-03-05T00:00:00+00:00",
         "azm": "2024-03-05T23:59:00+00:00",
@@ -124,7 +126,7 @@ def test_checkpoint_records_newest_ts_per_metric_and_finish_time(tmp_path, run_i
 
 def test_rows_appended_after_the_checkpoint_are_the_only_ones_offered(
         tmp_path, run_ingest, database_url):
-    data = tmp_path / "data"
+    data = tmp_path / DATA
     synth(data, "--days", "1")
     assert run_ingest().returncode == 0
     # The database holds more than the checkpoint covers only if rows were offered twice;
@@ -138,9 +140,10 @@ def test_rows_appended_after_the_checkpoint_are_the_only_ones_offered(
 
 
 def test_participant_folders_are_loaded_as_their_participant(tmp_path, run_ingest, database_url):
-    synth(tmp_path / "data" / "participant_001", "--days", "1")
-    synth(tmp_path / "data" / "participant_007", "--days", "1", "--seed", "7")
-    proc = run_ingest(PARTICIPANT_ID="99")  # ignored: the folders name the participants
+    study = tmp_path / "study"
+    synth(study / "participant_001", "--days", "1")
+    synth(study / "participant_007", "--days", "1", "--seed", "7")
+    proc = run_ingest(DATA_DIR=str(study))  # no PARTICIPANT_ID: the folders name them
     assert proc.returncode == 0, proc.stderr
     assert "Ingested 86,400 rows → participant_007/hr" in lines(proc)
     per_participant = dict(query(database_url, "SELECT participant, count(*) FROM raw_data "
@@ -148,15 +151,54 @@ def test_participant_folders_are_loaded_as_their_participant(tmp_path, run_inges
     assert per_participant == {1: 86_400, 7: 86_400}
 
 
-def test_participant_id_setting_labels_a_flat_folder(tmp_path, run_ingest, database_url):
-    synth(tmp_path / "data", "--days", "1")
-    assert run_ingest(PARTICIPANT_ID="12").returncode == 0
+def test_a_participant_folder_as_data_dir_is_that_participant(tmp_path, run_ingest,
+                                                              database_url):
+    folder = tmp_path / "study" / "participant_007"
+    synth(folder, "--days", "1", "--seed", "7")
+    proc = run_ingest(DATA_DIR=str(folder))
+    assert proc.returncode == 0, proc.stderr
+    assert "Ingested 86,400 rows → hr" in lines(proc)  # one participant: the seed's labels
+    assert query(database_url, "SELECT DISTINCT participant FROM raw_data") == [(7,)]
+
+
+@pytest.mark.parametrize("layout", ["data dir", "subfolder"])
+def test_participant_id_that_disagrees_with_the_folder_stops_before_writing(
+        tmp_path, run_ingest, database_url, layout):
+    study = tmp_path / "study"
+    synth(study / "participant_007", "--days", "1")
+    data_dir = study / "participant_007" if layout == "data dir" else study
+    proc = run_ingest("--json", DATA_DIR=str(data_dir), PARTICIPANT_ID="1")
+    assert proc.returncode == 1
+    message = (f"PARTICIPANT_ID=1 disagrees with {study / 'participant_007'}, which is "
+               "participant 7; nothing was loaded")
+    assert message in json.loads(proc.stdout)["error"]
+    assert logged(proc.stderr)[0].startswith(f"ERROR {message}")
+    assert query(database_url, "SELECT to_regclass('raw_data')") == [(None,)]
+    assert not (tmp_path / "state" / "last_run.json").exists()
+
+
+def test_participant_id_that_agrees_with_the_folder_is_accepted(tmp_path, run_ingest,
+                                                                database_url):
+    synth(tmp_path / DATA, "--days", "1")  # participant_001
+    assert run_ingest(PARTICIPANT_ID="1").returncode == 0
+    assert query(database_url, "SELECT DISTINCT participant FROM raw_data") == [(1,)]
+
+
+def test_participant_id_names_a_folder_without_a_number(tmp_path, run_ingest, database_url):
+    flat = tmp_path / "export"
+    synth(flat, "--days", "1")
+    unnamed = run_ingest(DATA_DIR=str(flat))
+    assert unnamed.returncode == 1
+    assert logged(unnamed.stderr) == [
+        f"ERROR {flat}: the folder's name carries no participant number; name it "
+        "participant_NNN, or set PARTICIPANT_ID"]
+    assert run_ingest(DATA_DIR=str(flat), PARTICIPANT_ID="12").returncode == 0
     assert query(database_url, "SELECT DISTINCT participant FROM raw_data") == [(12,)]
 
 
 def test_bad_rows_go_to_the_rejects_file_and_the_good_rows_load(tmp_path, run_ingest,
                                                                 database_url):
-    data = tmp_path / "data"
+    data = tmp_path / DATA
     synth(data, "--days", "1")
     with (data / "br.csv").open("a") as f:
         f.write("2024-01-02T00:00:00+00:00,fast\nyesterday,14.2\n2024-01-03T00:00:00+00:00,15\n")
@@ -185,7 +227,7 @@ def test_bad_rows_go_to_the_rejects_file_and_the_good_rows_load(tmp_path, run_in
 
 def test_a_file_level_problem_fails_only_its_metric_and_keeps_its_checkpoint(
         tmp_path, run_ingest, database_url):
-    data = tmp_path / "data"
+    data = tmp_path / DATA
     synth(data, "--days", "1")
     br = data / "br.csv"
     good = br.read_text()
@@ -221,7 +263,7 @@ def closed_port() -> int:
 
 
 def test_unreachable_database_is_one_line_error_without_password(tmp_path, run_ingest):
-    synth(tmp_path / "data", "--days", "1")
+    synth(tmp_path / DATA, "--days", "1")
     port = closed_port()
     proc = run_ingest(DATABASE_URL=f"postgresql://loader:s3cret@127.0.0.1:{port}/wearables",
                       INGEST_RETRIES="0")
@@ -236,7 +278,7 @@ def test_unreachable_database_is_one_line_error_without_password(tmp_path, run_i
 
 
 def test_unreachable_database_is_retried_with_growing_waits_then_given_up(tmp_path, run_ingest):
-    synth(tmp_path / "data", "--days", "1")
+    synth(tmp_path / DATA, "--days", "1")
     port = closed_port()
     started = time.monotonic()
     proc = run_ingest(DATABASE_URL=f"postgresql://u@127.0.0.1:{port}/w", INGEST_RETRIES="2",
@@ -258,7 +300,7 @@ def test_missing_data_folder_is_one_line_error(tmp_path, run_ingest):
 
 def test_pg_settings_are_used_when_there_is_no_database_url(tmp_path, run_ingest, database_url):
     url = urlsplit(database_url)
-    synth(tmp_path / "data", "--days", "1")
+    synth(tmp_path / DATA, "--days", "1")
     proc = run_ingest(DATABASE_URL="", PGHOST=url.hostname, PGPORT=str(url.port),
                       PGUSER=url.username, PGDATABASE=url.path.lstrip("/"))
     assert proc.returncode == 0, proc.stderr
@@ -267,15 +309,16 @@ def test_pg_settings_are_used_when_there_is_no_database_url(tmp_path, run_ingest
 
 def test_dotenv_file_fills_settings_the_environment_leaves_unset(tmp_path, run_ingest,
                                                                 database_url):
-    synth(tmp_path / "data", "--days", "1")
+    synth(tmp_path / "export", "--days", "1")  # a folder without a number
     (tmp_path / ".env").write_text("PARTICIPANT_ID=3\nDATA_DIR=/nonexistent\n")
-    proc = run_ingest()  # sets DATA_DIR in the environment, which wins over .env
+    # The environment's DATA_DIR wins over .env's; PARTICIPANT_ID comes from .env.
+    proc = run_ingest(DATA_DIR=str(tmp_path / "export"))
     assert proc.returncode == 0, proc.stderr
     assert query(database_url, "SELECT DISTINCT participant FROM raw_data") == [(3,)]
 
 
 def test_second_run_while_one_holds_the_lock_exits_75_with_a_message(tmp_path, run_ingest):
-    synth(tmp_path / "data", "--days", "1")
+    synth(tmp_path / DATA, "--days", "1")
     state = tmp_path / "state"
     state.mkdir()
     lock_path = state / "last_run.json.lock"

@@ -34,7 +34,7 @@ from stack_helpers import (
     owner,
 )
 
-from helpers import synth, table_counts
+from helpers import DATA, synth, table_counts
 
 # --- the crontab ---------------------------------------------------------------------------
 
@@ -99,7 +99,7 @@ def run_cron_job(tmp_path: Path, **env: str) -> tuple[int, str]:
         fds.append(os.open(logs / name, os.O_RDWR | os.O_NONBLOCK))  # as `cat 0<>fifo`
     try:
         base = {"PATH": f"{VENV_BIN}:{BASE_PATH}", "APP_DIR": str(INGEST_DIR), "TZ": "UTC",
-                "INGESTOR_LOG_DIR": str(logs), "DATA_DIR": str(tmp_path / "data"),
+                "INGESTOR_LOG_DIR": str(logs), "DATA_DIR": str(tmp_path / DATA),
                 "CHECKPOINT_FILE": str(tmp_path / "state" / "last_run.json")}
         result = subprocess.run([str(CRON_JOB)], env={**base, **env}, capture_output=True,
                                 check=False, timeout=300)
@@ -121,13 +121,13 @@ def test_cron_job_logs_a_failed_run_with_its_exit_status(tmp_path):
     status, log = run_cron_job(tmp_path, PGPASSWORD="s3cret-value")
     assert status == 1
     assert "ingestor: scheduled run started" in log
-    assert f"ERROR {tmp_path / 'data'}: data folder not found" in log
+    assert f"ERROR {tmp_path / DATA}: data folder not found" in log
     assert "ingestor: scheduled run FAILED with exit status 1" in log
     assert "s3cret-value" not in log
 
 
 def test_cron_job_reports_an_overlapping_run(tmp_path, database_url):
-    synth(tmp_path / "data", "--days", "1")
+    synth(tmp_path / DATA, "--days", "1")
     lock = tmp_path / "state" / "last_run.json.lock"
     lock.parent.mkdir()
     with lock.open("w") as held:  # a run in progress
@@ -213,7 +213,7 @@ def test_cron_runs_the_loader_on_schedule_and_stops_on_sigterm(tmp_path, databas
     with the container's environment, its output reaches the container's log, SIGTERM ends
     it. The job user is root here (INGEST_RUN_AS=root): the venv's python is under /root.
     A one-minute schedule, so it takes up to a minute and a half."""
-    data = tmp_path / "data"
+    data = tmp_path / DATA
     synth(data, "--days", "1")
     checkpoint = tmp_path / "state" / "last_run.json"
     secret = "secret-in-env-only"

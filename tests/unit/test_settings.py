@@ -16,7 +16,7 @@ def test_defaults_match_the_container_layout(tmp_path):
     cfg = load({}, dotenv=tmp_path / "absent.env")
     assert cfg.data_dir == Path("/data")
     assert cfg.checkpoint_file == Path("/checkpoint/last_run.json")
-    assert cfg.participant_id == 1
+    assert cfg.participant_id is None  # unset: folders name their participants
     assert cfg.connect_args == {"host": "localhost", "port": "5432", "user": "postgres",
                                 "dbname": "wearables"}
     assert cfg.target() == "postgres@localhost:5432/wearables"

@@ -7,7 +7,7 @@ import pytest
 
 from wearables_ingest.blocks import Position, Reject, read_blocks, tail_hash
 from wearables_ingest.discovery import discover
-from wearables_ingest.errors import SourceError
+from wearables_ingest.errors import ConfigError, SourceError
 from wearables_ingest.parse import Chunk, newer_than, parse_block
 
 
@@ -41,7 +41,7 @@ def us(text: str) -> np.datetime64:
 def test_discover_flat_folder_sorted_by_metric(tmp_path):
     for name in ("spo2.csv", "hr.csv", "notes.txt"):
         write(tmp_path / name, "ts,value\n")
-    files, problems = discover(tmp_path, participant=4)
+    files, problems = discover(tmp_path, participant_id=4)
     assert [(f.participant, f.metric, f.label) for f in files] == [(4, "hr", "hr"),
                                                                    (4, "spo2", "spo2")]
     assert problems == []
@@ -50,16 +50,42 @@ def test_discover_flat_folder_sorted_by_metric(tmp_path):
 def test_discover_participant_folders(tmp_path):
     write(tmp_path / "participant_010" / "hr.csv", "ts,value\n")
     write(tmp_path / "participant_002" / "br.csv", "ts,value\n")
-    files, _ = discover(tmp_path, participant=1)
+    files, _ = discover(tmp_path)
     assert [(f.participant, f.label) for f in files] == [(2, "participant_002/br"),
                                                          (10, "participant_010/hr")]
+
+
+def test_a_participant_folder_is_its_number_and_one_participant_keeps_the_seeds_labels(
+        tmp_path):
+    write(tmp_path / "participant_007" / "hr.csv", "ts,value\n")
+    for data_dir in (tmp_path, tmp_path / "participant_007"):
+        files, _ = discover(data_dir)
+        assert [(f.participant, f.label) for f in files] == [(7, "hr")]
+
+
+@pytest.mark.parametrize("data_dir", [".", "participant_007"])
+def test_a_participant_id_that_disagrees_with_the_folder_is_refused(tmp_path, data_dir):
+    write(tmp_path / "participant_007" / "hr.csv", "ts,value\n")
+    with pytest.raises(ConfigError, match=r"PARTICIPANT_ID=1 disagrees with .*participant_007, "
+                                          r"which is participant 7; nothing was loaded"):
+        discover(tmp_path / data_dir, participant_id=1)
+    assert discover(tmp_path / data_dir, participant_id=7)[0][0].participant == 7
+
+
+def test_a_folder_without_a_number_needs_participant_id(tmp_path):
+    write(tmp_path / "export" / "hr.csv", "ts,value\n")
+    with pytest.raises(ConfigError, match="carries no participant number; name it "
+                                          "participant_NNN, or set PARTICIPANT_ID"):
+        discover(tmp_path / "export")
+    (tmp_path / "empty").mkdir()
+    assert discover(tmp_path / "empty") == ([], [])  # nothing to load, nothing to name
 
 
 @pytest.mark.parametrize("name", ["HR.csv", "hr;drop.csv", ".hidden.csv", "2hr.csv", "h r.csv"])
 def test_file_names_that_are_not_metric_names_are_reported_not_loaded(tmp_path, name):
     write(tmp_path / name, "ts,value\n")
     write(tmp_path / "hr.csv", "ts,value\n")
-    files, problems = discover(tmp_path, participant=1)
+    files, problems = discover(tmp_path, participant_id=1)
     assert [f.metric for f in files] == ["hr"]
     assert len(problems) == 1 and str(problems[0]).startswith(f"{tmp_path / name}: ")
 
