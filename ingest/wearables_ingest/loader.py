@@ -108,7 +108,7 @@ class FileRows:
             self._hours.update(hours_of(chunk.ts))
         return chunk
 
-    def copy_data(self, parse_all: bool) -> Iterator[bytes]:
+    def copy_data(self, parse_all: bool, count_hours: bool = False) -> Iterator[bytes]:
         suffix = line_suffix(self.participant, self.metric)
         naive_ok = self.opts.source_tz == "UTC"  # the session's time zone is UTC
         for block in self._blocks():
@@ -116,10 +116,11 @@ class FileRows:
                     else block.plain_span(naive_ok))
             if span is not None:  # plain: the file's own bytes go to COPY
                 self._saw(max(span))
-                hours = block.utc_hours(naive_ok)
-                if hours is None:  # offsets other than UTC's: the hours need the parse
-                    hours = hours_of(parse_block(block, self.opts.source_tz)[0].ts)
-                self._hours.update(hours)
+                if count_hours:
+                    hours = block.utc_hours(naive_ok)
+                    if hours is None:  # offsets other than UTC's: the hours need the parse
+                        hours = hours_of(parse_block(block, self.opts.source_tz)[0].ts)
+                    self._hours.update(hours)
                 self._copied += block.rows
                 yield from_block(block.data, suffix)
             else:

@@ -82,8 +82,9 @@ class Rows(Protocol):
     participant: int
     metric: str
 
-    def copy_data(self, parse_all: bool) -> Iterable[bytes]:
-        """COPY data (copydata.py); ``parse_all``: every row parsed, none passed through."""
+    def copy_data(self, parse_all: bool, count_hours: bool = False) -> Iterable[bytes]:
+        """COPY data (copydata.py); ``parse_all``: every row parsed, none passed through;
+        ``count_hours``: count the rows per hour as they go, for ``hours()``."""
 
     def parsed(self) -> Iterable[tuple[np.ndarray, np.ndarray]]:
         """Parsed rows in chunks: (ts as datetime64[us] UTC, values as float64, NaN = NULL)."""
@@ -109,7 +110,7 @@ class Strategy:
 
 
 def _copy_direct(cur: Cursor, rows: Rows, _batch: int) -> tuple[int, int]:
-    offered = _copy_in(cur, TABLE, rows.copy_data(parse_all=False))
+    offered = _copy_in(cur, TABLE, rows.copy_data(parse_all=False, count_hours=True))
     _add_coverage(cur, [rows])
     return offered, offered
 
@@ -213,7 +214,7 @@ def write_together(cur: Cursor, target: str, many: Sequence[Rows]) -> list[Writt
     try:
         with translated(target):
             _copy_in(cur, TABLE, (part for rows in many
-                                  for part in rows.copy_data(parse_all=False)))
+                                  for part in rows.copy_data(parse_all=False, count_hours=True)))
             _add_coverage(cur, many)
     except (RowsRefused, SourceError):
         _rollback_to_savepoint(cur, target)

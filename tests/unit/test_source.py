@@ -8,7 +8,7 @@ import pytest
 from wearables_ingest.blocks import Position, Reject, read_blocks, tail_hash
 from wearables_ingest.discovery import discover
 from wearables_ingest.errors import ConfigError, SourceError
-from wearables_ingest.parse import Chunk, newer_than, parse_block
+from wearables_ingest.parse import Chunk, hours_of, newer_than, parse_block
 
 
 def write(path, text: str | bytes):
@@ -297,3 +297,20 @@ def test_offset_less_blocks_are_not_plain_unless_the_source_is_utc(tmp_path):
     path = write(tmp_path / "hr.csv", "ts,value\n2024-07-01T12:00:00+02:00,1\n")
     (block,) = read_blocks(path)
     assert block.is_plain(naive_ok=False)
+
+
+@pytest.mark.parametrize("text, naive_ok", [
+    ("2024-01-01T00:00:00+00:00,1\n2024-01-01T00:59:59.5Z,2\n2024-01-01T01:00:00+00:00,3\n"
+     "2024-01-01T00:30:00Z,4\n2023-12-31T23:59:59Z,5\n", False),
+    ("2024-01-01 00:10:00,1\n2024-01-01T00:20:00+00:00,2\n2024-01-01T07:00:00,3\n", True),
+])
+def test_hours_read_off_a_plain_blocks_bytes_equal_the_parsed_hours(tmp_path, text, naive_ok):
+    (block,) = read_blocks(write(tmp_path / "hr.csv", "ts,value\n" + text))
+    assert block.is_plain() and block.utc_hours(naive_ok) == hours_of(parse_block(block)[0].ts)
+
+
+@pytest.mark.parametrize("line", ["2024-01-01T02:00:00+02:00,1", "2024-01-01T00:00:00-00:00,1",
+                                  "2024-02-30T00:00:00+00:00,1", "2024-01-01T00:00:00,1"])
+def test_hours_of_other_offsets_or_impossible_dates_are_left_to_the_parse(tmp_path, line):
+    (block,) = read_blocks(write(tmp_path / "hr.csv", f"ts,value\n{line}\n"))
+    assert block.utc_hours(naive_ok=False) is None
