@@ -5,6 +5,10 @@ or exactly one JSON object with ``--json`` (``"ok": false`` and the error on
 any failure, including those before a run starts). Standard error: log lines
 with time and level. Exit status: 0 when every file loaded (or verified
 equal); 75 when another run holds the lock; 2 for bad options; 1 otherwise.
+
+``wearables-ingest status`` (the first argument) is the one subcommand: the
+coverage per participant, metric and day, and the last run. Exit status 0 when
+every day is complete and the last run succeeded recently, else 1.
 """
 
 from __future__ import annotations
@@ -17,8 +21,20 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
-from wearables_ingest import __version__, checkpoint, loader, report, verify
+from wearables_ingest import (
+    __version__,
+    checkpoint,
+    coverage,
+    loader,
+    plot,
+    report,
+    status,
+    verify,
+)
+from wearables_ingest.atomic import write_atomically
+from wearables_ingest.database import Database
 from wearables_ingest.errors import CheckpointError, IngestError, LockedError
 from wearables_ingest.results import FileResult, RunResult
 from wearables_ingest.settings import METHODS, Config, load
@@ -61,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wearables-ingest",
         description="Delta-load wearable CSV files into TimescaleDB.",
         epilog="Settings (PGHOST, DATA_DIR, CHECKPOINT_FILE, ...) come from the environment "
-               "or a .env file in the current folder; see docs/settings.md.")
+               "or a .env file in the current folder; see docs/settings.md. "
+               "`wearables-ingest status --help`: is every participant's data there?")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--dry-run", action="store_true",
                         help="read, filter and validate everything and print what would be "
@@ -123,10 +140,11 @@ class _Bars:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    sys.stdout.reconfigure(line_buffering=True)  # each line reaches cron's log as it happens
-    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%Y-%m-%dT%H:%M:%S%z", level=logging.INFO)
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list[:1] == ["status"]:  # the one subcommand; anything else is a load
+        return status_main(args_list[1:])
+    args = parse_args(args_list)
+    _start_logging()
     started = datetime.now(UTC).isoformat(timespec="seconds")
     clock = time.monotonic()
     cfg: Config | None = None
@@ -175,6 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
+def _start_logging() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # each line reaches cron's log as it happens
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%Y-%m-%dT%H:%M:%S%z", level=logging.INFO)
+
+
 def _load(cfg: Config, args: argparse.Namespace) -> RunResult:
     bars = _Bars() if sys.stderr.isatty() and not args.json else None
 
@@ -208,11 +232,28 @@ def _write_metrics(cfg: Config | None, args: argparse.Namespace, result: RunResu
             last = epoch(checkpoint.load(cfg.checkpoint_file).finished_at)
         except CheckpointError:
             last = None
-    text = report.metrics_text(result, time.monotonic() - clock, time.time(), last)
+    text = report.metrics_text(result, time.monotonic() - clock, time.time(), last,
+                               _newest_hours(cfg) if result is not None else None)
     try:
         report.write_metrics(cfg.metrics_file, text)
     except OSError as e:
         log.warning("cannot write %s: %s", cfg.metrics_file, e.strerror)
+
+
+def _newest_hours(cfg: Config) -> dict[int, float] | None:
+    """Per participant, when its newest hour in ingest_coverage starts (Unix time); None when
+    the database cannot tell (the metrics file is written anyway)."""
+    db = Database(cfg.connect_args, cfg.target(), retries=0)
+    try:
+        db.open()
+        coverage.require(db, coverage.COVERAGE)
+        return {p: hour.timestamp()
+                for p, hour in coverage.newest_hour_per_participant(db).items()}
+    except IngestError as e:
+        log.warning("no newest-row ages in the metrics file: %s", e)
+        return None
+    finally:
+        db.close()
 
 
 def _verify(cfg: Config, args: argparse.Namespace) -> int:
@@ -229,3 +270,122 @@ def _verify(cfg: Config, args: argparse.Namespace) -> int:
         log.error("%d of %d participant/metric pairs differ", len(different), len(rows))
         return EXIT_FAILED
     return EXIT_OK
+
+
+# --- status ----------------------------------------------------------------------------------
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least 1 day")
+    return days
+
+
+def _hours(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
+    if not hours > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give more than 0 hours")
+    return hours
+
+
+def _svg_file(text: str) -> Path:
+    if not text.lower().endswith(".svg"):
+        raise argparse.ArgumentTypeError(f"{text!r} does not end in .svg: the heat map is "
+                                         "written as SVG only")
+    return Path(text)
+
+
+def build_status_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="wearables-ingest status",
+        description="Coverage per participant, metric and day (rows stored against rows "
+                    "expected, from the summary ingest_coverage; raw_data is never counted) "
+                    "and the last run. Exit status 0 when every day of the period is "
+                    "complete and the last run succeeded within --max-age; 1 otherwise.",
+        epilog="Settings: STATUS_EXPECTED_ROWS, STATUS_COMPLETE_PCT, STATUS_TZ, "
+               "STATUS_MAX_AGE_HOURS and the connection (docs/settings.md).")
+    parser.add_argument("--days", type=_days, default=7, metavar="N",
+                        help="the period: N days ending with the newest day stored (default 7)")
+    parser.add_argument("--participants", type=_numbers, metavar="IDS",
+                        help="only these participants, comma-separated (e.g. 1,7)")
+    parser.add_argument("--metrics", type=_names, metavar="NAMES",
+                        help="only these metrics, comma-separated (e.g. hr,spo2)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of the table, whatever happens")
+    parser.add_argument("--max-age", type=_hours, metavar="HOURS",
+                        help="the last run must have succeeded within this many hours "
+                             "(default: STATUS_MAX_AGE_HOURS, 26)")
+    parser.add_argument("--plot", type=_svg_file, metavar="FILE",
+                        help="also write a heat map, participants × days per metric, to FILE "
+                             "(.svg)")
+    return parser
+
+
+def parse_status_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = build_status_parser()
+    parser.json_wanted = "--json" in argv
+    return parser.parse_args(list(argv))
+
+
+def status_main(argv: Sequence[str]) -> int:
+    """``wearables-ingest status``: print the coverage; 0 when all is well, else 1."""
+    args = parse_status_args(argv)
+    _start_logging()
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    clock = time.monotonic()
+    try:
+        cfg = load()
+        log.setLevel(cfg.log_level)
+        st = _status(cfg, args)
+        if args.plot is not None:
+            try:
+                write_atomically(args.plot, plot.heatmap_svg(st), mode=0o644)
+            except OSError as e:
+                raise IngestError(f"cannot write the plot {args.plot}: {e.strerror}") from None
+    except IngestError as e:
+        log.error("%s", e)
+        if args.json:
+            print(json.dumps(report.error_json(str(e), started, time.monotonic() - clock,
+                                               EXIT_FAILED)))
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report.status_json(st)))
+    else:
+        for line in report.status_lines(st):
+            print(line)
+    return EXIT_OK if st.ok else EXIT_FAILED
+
+
+def _status(cfg: Config, args: argparse.Namespace) -> status.Status:
+    """Read the summary and the last run, and rate the period's days."""
+    db = Database(cfg.connect_args, cfg.target(), cfg.retries, cfg.retry_delay,
+                  on_retry=lambda text: log.warning("%s", text)).open()
+    try:
+        needed = [coverage.COVERAGE, coverage.RUNS]
+        if cfg.status_expected_rows is None:
+            needed.append(coverage.EXPECTED)
+        coverage.require(db, *needed)
+        expected = (cfg.status_expected_rows if cfg.status_expected_rows is not None
+                    else coverage.expected_rows(db))
+        newest = coverage.newest_hour(db)
+        first = last = None
+        daily: status.DailyRows = {}
+        if newest is not None:
+            first, last = status.period(status.local_day(newest, cfg.status_tz), args.days)
+            daily = coverage.daily_rows(db, first, last, cfg.status_tz, args.participants,
+                                        args.metrics)
+        pairs = status.chosen(coverage.pairs(db), args.participants, args.metrics)
+        run = coverage.last_run(db)
+    finally:
+        db.close()
+    rules = status.Expectations(
+        expected, cfg.status_complete_pct,
+        args.max_age if args.max_age is not None else cfg.status_max_age_hours)
+    return status.evaluate(pairs, daily, first, last, rules, run, datetime.now(UTC),
+                           cfg.status_tz)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from wearables_ingest.atomic import write_atomically
 from wearables_ingest.results import FileResult, RunResult
+from wearables_ingest.status import COMPLETE, PARTIAL, Day, Status, hours_since
 from wearables_ingest.timestamps import format_ts
 
 
@@ -65,8 +67,13 @@ def as_json(result: RunResult, started: str, seconds: float) -> dict:
 
 
 def metrics_text(result: RunResult | None, seconds: float, now: float,
-                 last_success: float | None) -> str:
-    """Prometheus text exposition of the last run (``result`` None: it failed to start)."""
+                 last_success: float | None, newest_hours: Mapping[int, float] | None = None
+                 ) -> str:
+    """Prometheus text exposition of the last run (``result`` None: it failed to start).
+
+    ``newest_hours``: per participant, the Unix time of the start of the newest UTC
+    hour holding one of its rows (ingest_coverage), for the age of its newest row.
+    """
     lines: list[str] = []
 
     def gauge(name: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -89,6 +96,11 @@ def metrics_text(result: RunResult | None, seconds: float, now: float,
         gauge(f"rows_{what}", help_text,
               [(f'{{participant="{f.source.participant}",metric="{f.source.metric}"}}',
                 getattr(f, what)) for f in files])
+    if newest_hours:
+        gauge("newest_row_age_seconds",
+              "Age of the participant's newest row, from the start of the newest UTC hour "
+              "holding one in ingest_coverage (up to an hour more than the row's own age).",
+              [(f'{{participant="{p}"}}', round(now - t)) for p, t in sorted(newest_hours.items())])
     return "\n".join(lines) + "\n"
 
 
@@ -105,3 +117,104 @@ def error_json(error: str, started: str, seconds: float, exit_status: int) -> di
     """The JSON object of a run that could not start or stopped early (``--json``)."""
     return {"ok": False, "status": "failed", "error": error, "exit_status": exit_status,
             "started": started, "duration_s": round(seconds, 3)}
+
+
+# --- status ----------------------------------------------------------------------------------
+
+def _share(rows: int, expected: int | None) -> str:
+    return "–" if not expected else f"{100 * rows / expected:.0f}%"
+
+
+def _days_text(first, last) -> str:
+    return str(first) if first == last else f"{first}..{last}"
+
+
+def status_lines(st: Status) -> list[str]:
+    """``status`` for a terminal: incomplete days first, one line each, then one line per
+    participant and metric for its complete days; the last run; a one-line verdict."""
+    lines: list[str] = []
+    if st.days:
+        lines.append(f"{'participant':>11}  {'metric':<10}{'day':<24}{'rows':>12}"
+                     f"{'expected':>12}{'share':>7}  status")
+
+        def row(participant, metric, days, rows, expected, status):
+            lines.append(f"{participant:>11}  {metric:<10}{days:<24}{rows:>12,}"
+                         f"{(f'{expected:,}' if expected else '–'):>12}"
+                         f"{_share(rows, expected):>7}  {status}")
+
+        for d in st.incomplete():
+            row(d.participant, d.metric, str(d.day), d.rows, d.expected, d.status)
+        done: dict[tuple[int, str], list[Day]] = {}
+        for d in st.days:
+            if d.status == COMPLETE:
+                done.setdefault((d.participant, d.metric), []).append(d)
+        period = (st.last_day - st.first_day).days + 1
+        for (participant, metric), days in done.items():
+            expected = None if days[0].expected is None else sum(d.expected for d in days)
+            some = f"{len(days)} of {period}" if len(days) < period else f"{len(days)}"
+            row(participant, metric, _days_text(days[0].day, days[-1].day),
+                sum(d.rows for d in days), expected,
+                f"complete ({some} day{'s' if len(days) != 1 else ''})")
+    lines.append(f"last run: {_run_text(st)}")
+    lines.append(status_verdict(st))
+    return lines
+
+
+def _run_text(st: Status) -> str:
+    run = st.last_run
+    if run is None:
+        return "none recorded"
+    when = run.finished or run.started
+    verb = "finished" if run.finished else "started"
+    return (f"#{run.run_id} {run.status} ({run.trigger}), {verb} "
+            f"{when.isoformat(timespec='seconds')}, "
+            f"{hours_since(when, st.checked_at):.1f} h ago")
+
+
+def status_verdict(st: Status) -> str:
+    """One line: OK or NOT OK, and why."""
+    if st.first_day is None:
+        coverage = "no rows stored yet"
+    else:
+        period = f"{_days_text(st.first_day, st.last_day)} ({st.time_zone} days)"
+        bad = st.incomplete()
+        if bad:
+            partial = sum(d.status == PARTIAL for d in bad)
+            coverage = (f"{len(bad)} of {len(st.days)} days incomplete in {period}: "
+                        f"{partial} partial, {len(bad) - partial} missing")
+        elif st.days:
+            coverage = f"all {len(st.days)} days complete in {period}"
+        else:
+            coverage = f"nothing selected in {period}"
+    run = st.run_problem or f"the last run (#{st.last_run.run_id}) succeeded " \
+        f"{hours_since(st.last_run.finished, st.checked_at):.1f} h ago"
+    return f"{'OK' if st.ok else 'NOT OK'}: {coverage}; {run}"
+
+
+def _iso(value) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def status_json(st: Status) -> dict:
+    """``status --json``: one JSON-ready object."""
+    run = st.last_run
+    return {
+        "ok": st.ok,
+        "complete": st.complete,
+        "first_day": _iso(st.first_day),
+        "last_day": _iso(st.last_day),
+        "time_zone": st.time_zone,
+        "complete_pct": st.expectations.complete_pct,
+        "max_age_hours": st.expectations.max_age_hours,
+        "incomplete": len(st.incomplete()),
+        "days": [{"participant": d.participant, "metric": d.metric, "day": d.day.isoformat(),
+                  "rows": d.rows, "expected": d.expected, "status": d.status,
+                  "share": None if d.share is None else round(d.share, 4)} for d in st.days],
+        "last_run": None if run is None else {
+            "run_id": run.run_id, "started": _iso(run.started), "finished": _iso(run.finished),
+            "status": run.status, "trigger": run.trigger, "error": run.error,
+            "metrics": run.metrics},
+        "last_run_ok": st.run_problem is None,
+        "problem": st.run_problem,
+        "verdict": status_verdict(st),
+    }

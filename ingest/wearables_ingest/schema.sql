@@ -48,3 +48,50 @@ SELECT participant, metric, date_trunc('hour', ts, 'UTC'), count(*)
 FROM raw_data
 WHERE NOT EXISTS (SELECT 1 FROM ingest_coverage)
 GROUP BY 1, 2, 3;
+
+-- Rows a day per metric, at the data's own resolution: the one place these
+-- counts live. `status` rates days against them (unless STATUS_EXPECTED_ROWS
+-- says otherwise), and so does the view below. NULL, or a metric not listed:
+-- no fixed count (hrv and spo2 are measured during sleep only), so a day with
+-- any row is complete. Filled only while empty: a study's own counts stay.
+CREATE TABLE IF NOT EXISTS metric_expected (
+  metric       TEXT   PRIMARY KEY,
+  rows_per_day BIGINT CHECK (rows_per_day > 0)
+);
+INSERT INTO metric_expected (metric, rows_per_day)
+SELECT metric, rows_per_day
+FROM (VALUES ('hr', 86400), ('azm', 1440), ('activity', 1), ('br', 1),
+             ('hrv', NULL), ('spo2', NULL)) AS defaults (metric, rows_per_day)
+WHERE NOT EXISTS (SELECT 1 FROM metric_expected);
+
+-- One row per participant and metric, for analysts, from the coverage summary:
+-- rows stored, days with data, and days complete (UTC days, at 95% of
+-- metric_expected's rows, status's default STATUS_COMPLETE_PCT). The first and
+-- last sample are exact: looked up in raw_data within the first and the last
+-- hour only, so the view never scans raw_data.
+CREATE OR REPLACE VIEW participant_metrics AS
+WITH days AS (
+  SELECT participant, metric, (hour AT TIME ZONE 'UTC')::date AS day, sum(rows) AS rows,
+         min(hour) AS first_hour, max(hour) AS last_hour
+  FROM ingest_coverage
+  GROUP BY 1, 2, 3
+), pairs AS (
+  SELECT d.participant, d.metric, min(d.first_hour) AS first_hour,
+         max(d.last_hour) AS last_hour, sum(d.rows)::bigint AS rows,
+         count(*) AS days_with_data,
+         count(*) FILTER (WHERE e.rows_per_day IS NULL
+                          OR d.rows * 100 >= 95 * e.rows_per_day) AS days_complete,
+         min(e.rows_per_day) AS expected_per_day
+  FROM days d
+  LEFT JOIN metric_expected e ON e.metric = d.metric
+  GROUP BY 1, 2
+)
+SELECT p.participant, p.metric,
+       (SELECT min(r.ts) FROM raw_data r
+        WHERE r.participant = p.participant AND r.metric = p.metric
+          AND r.ts >= p.first_hour AND r.ts < p.first_hour + interval '1 hour') AS first_ts,
+       (SELECT max(r.ts) FROM raw_data r
+        WHERE r.participant = p.participant AND r.metric = p.metric
+          AND r.ts >= p.last_hour AND r.ts < p.last_hour + interval '1 hour') AS last_ts,
+       p.rows, p.days_with_data, p.days_complete, p.expected_per_day
+FROM pairs p;

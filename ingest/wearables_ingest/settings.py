@@ -8,6 +8,7 @@ PGDATABASE), or one DATABASE_URL that replaces them all.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +39,17 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "INGEST_RETRY_DELAY": ("2", "seconds before the first reconnect; doubles each time"),
     "INGEST_TRIGGER": ("manual", "what started the run, for ingest_runs: manual or cron"),
     "LOG_LEVEL": ("INFO", "least important log lines shown: DEBUG, INFO, WARNING or ERROR"),
+    # `status` and the container's health check.
+    "STATUS_EXPECTED_ROWS": ("", "rows a day per metric for status, e.g. hr=86400,azm=1440 "
+                                 "(empty: the table metric_expected)"),
+    "STATUS_COMPLETE_PCT": ("95", "a day is complete at this percentage of its expected rows"),
+    "STATUS_TZ": ("UTC", "time zone of status's days"),
+    "STATUS_MAX_AGE_HOURS": ("26", "hours after which the last successful run is too old"),
 }
 TRIGGERS = ("manual", "cron")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 METHODS = ("copy", "values")
+METRIC_NAME = re.compile(r"[a-z][a-z0-9_]*")  # as discovery.py names a metric file
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,11 @@ class Config:
     log_level: str
     # Keyword arguments for psycopg2.connect (dsn=... or host=..., port=..., ...).
     connect_args: dict[str, str] = field(repr=False)
+    # status: metric -> rows a day (None: the database's metric_expected decides).
+    status_expected_rows: dict[str, int] | None = None
+    status_complete_pct: float = 95.0
+    status_tz: str = "UTC"
+    status_max_age_hours: float = 26.0
 
     @property
     def rejects_file(self) -> Path:
@@ -112,16 +125,47 @@ def _seconds(env: Mapping[str, str], name: str) -> float:
     return value
 
 
-def _time_zone(raw: str) -> str:
+def _time_zone(raw: str, setting: str = "SOURCE_TZ") -> str:
     name = raw.strip()
     if name.upper() == "UTC":
         return "UTC"
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"SOURCE_TZ={raw!r} is not a time zone name such as "
+        raise ConfigError(f"{setting}={raw!r} is not a time zone name such as "
                           "Europe/Berlin") from None
     return name
+
+
+def _number(env: Mapping[str, str], name: str, low: float, high: float, unit: str) -> float:
+    """A number with ``low < value <= high``."""
+    raw = env[name].strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of {unit}") from None
+    if not low < value <= high:
+        raise ConfigError(f"{name}={raw!r} must be more than {low:g} and at most {high:g} {unit}")
+    return value
+
+
+def parse_expected_rows(raw: str, name: str = "STATUS_EXPECTED_ROWS") -> dict[str, int] | None:
+    """``hr=86400,azm=1440`` -> {"hr": 86400, "azm": 1440}; empty -> None."""
+    if not raw.strip():
+        return None
+    counts: dict[str, int] = {}
+    for item in raw.split(","):
+        metric, sep, count = (part.strip() for part in item.partition("="))
+        if not sep or not METRIC_NAME.fullmatch(metric):
+            raise ConfigError(f"{name}={raw!r}: {item.strip()!r} is not metric=rows "
+                              "(e.g. hr=86400,azm=1440)")
+        if not (count.isascii() and count.isdigit()) or int(count) < 1:
+            raise ConfigError(f"{name}={raw!r}: {metric}'s rows a day, {count!r}, "
+                              "is not a whole number of at least 1")
+        if metric in counts:
+            raise ConfigError(f"{name}={raw!r} names {metric} twice")
+        counts[metric] = int(count)
+    return counts
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], norm) -> str:
@@ -159,4 +203,8 @@ def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".
         trigger=_choice(env, "INGEST_TRIGGER", TRIGGERS, str.lower),
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, str.upper),
         connect_args=connect_args,
+        status_expected_rows=parse_expected_rows(env["STATUS_EXPECTED_ROWS"]),
+        status_complete_pct=_number(env, "STATUS_COMPLETE_PCT", 0, 100, "percent"),
+        status_tz=_time_zone(env["STATUS_TZ"], "STATUS_TZ"),
+        status_max_age_hours=_number(env, "STATUS_MAX_AGE_HOURS", 0, 24 * 366, "hours"),
     )

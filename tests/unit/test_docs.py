@@ -102,11 +102,12 @@ def test_every_loader_setting_is_in_env_example_and_the_settings_docs():
 
 
 def test_every_command_line_option_is_documented():
-    from wearables_ingest.cli import build_parser
+    from wearables_ingest.cli import build_parser, build_status_parser
 
-    options = sorted({option for action in build_parser()._actions
+    options = sorted({option for parser in (build_parser(), build_status_parser())
+                      for action in parser._actions
                       for option in action.option_strings if option.startswith("--")})
-    assert "--help" in options
+    assert "--help" in options and "--days" in options  # the load's, and status's
     text = all_docs_text()
     undocumented = [option for option in options if not mentions(text, option)]
     assert not undocumented, f"document in docs/settings.md: {undocumented}"
