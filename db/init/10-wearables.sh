@@ -13,6 +13,9 @@
 # Settings (environment):
 #   INGEST_DB_PASSWORD  the role's password (required; never printed)
 #   INGEST_DB_USER      the role's name (default: ingest)
+#   ANALYST_DB_PASSWORD when set, a read-only login role for analysts is
+#                       created (or its password set again); never printed
+#   ANALYST_DB_USER     that role's name (default: analyst)
 #   POSTGRES_USER       a superuser to connect as (default: postgres)
 #   POSTGRES_DB         the database (default: wearables)
 #   PGHOST, PGPORT, PGPASSWORD  where and how psql connects (libpq's own
@@ -27,6 +30,12 @@
 # the database, USAGE on schema public, and SELECT and INSERT on raw_data:
 # it cannot change or delete a row, empty or drop the table, or create one.
 #
+# The analysts' role, only when ANALYST_DB_PASSWORD is set, gets CONNECT on the
+# database, USAGE on schema public and SELECT on raw_data, ingest_coverage,
+# ingest_runs, metric_expected and the view participant_metrics: no temporary
+# tables (TEMPORARY, which PostgreSQL gives PUBLIC, is revoked from PUBLIC; the
+# ingest role has its own grant), no writes, no CREATE anywhere.
+#
 # The password reaches psql as a psql variable read from the environment
 # (\getenv), quoted by psql (:'ingest_password'): it is never part of a command
 # line or of SQL built here. This file may be sourced (as the image does with
@@ -38,6 +47,9 @@ if [ -z "${INGEST_DB_PASSWORD:-}" ]; then
 fi
 INGEST_DB_USER=${INGEST_DB_USER:-ingest}
 export INGEST_DB_PASSWORD INGEST_DB_USER
+ANALYST_DB_PASSWORD=${ANALYST_DB_PASSWORD:-}
+ANALYST_DB_USER=${ANALYST_DB_USER:-analyst}
+export ANALYST_DB_PASSWORD ANALYST_DB_USER
 
 SCHEMA_FILE=${SCHEMA_FILE:-/opt/wearables-ingest/schema.sql}
 if [ ! -r "$SCHEMA_FILE" ]; then
@@ -76,8 +88,30 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE ingest_coverage TO :"ingest_user";
 REVOKE ALL ON TABLE ingest_runs FROM :"ingest_user";
 GRANT SELECT, INSERT, UPDATE ON TABLE ingest_runs TO :"ingest_user";
 GRANT USAGE ON SEQUENCE ingest_runs_run_id_seq TO :"ingest_user";
-
-COMMIT;
+-- What `status` reads beside the coverage and the runs (run in the ingestor).
+REVOKE ALL ON TABLE metric_expected, participant_metrics FROM :"ingest_user";
+GRANT SELECT ON TABLE metric_expected, participant_metrics TO :"ingest_user";
 SQL
+    if [ -n "$ANALYST_DB_PASSWORD" ]; then
+        cat <<'SQL'
+-- The analysts' role: log in and read; nothing else.
+\getenv analyst_password ANALYST_DB_PASSWORD
+\getenv analyst_user ANALYST_DB_USER
+SELECT format('CREATE ROLE %I', :'analyst_user')
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'analyst_user') \gexec
+ALTER ROLE :"analyst_user" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+    NOBYPASSRLS INHERIT PASSWORD :'analyst_password';
+-- PostgreSQL lets PUBLIC create temporary tables; only the roles granted it may.
+REVOKE TEMPORARY ON DATABASE :"ingest_database" FROM PUBLIC;
+REVOKE ALL ON DATABASE :"ingest_database" FROM :"analyst_user";
+GRANT CONNECT ON DATABASE :"ingest_database" TO :"analyst_user";
+GRANT USAGE ON SCHEMA public TO :"analyst_user";
+REVOKE ALL ON TABLE raw_data, ingest_coverage, ingest_runs, metric_expected,
+    participant_metrics FROM :"analyst_user";
+GRANT SELECT ON TABLE raw_data, ingest_coverage, ingest_runs, metric_expected,
+    participant_metrics TO :"analyst_user";
+SQL
+    fi
+    echo 'COMMIT;'
 } | psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet --output=/dev/null \
     --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-wearables}"

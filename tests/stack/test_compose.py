@@ -81,7 +81,8 @@ def test_compose_config_with_env_example_renders_the_stack(tmp_path):
     assert db["image"] == "timescale/timescaledb:latest-pg15"
     assert db["environment"] == {"POSTGRES_DB": "wearables", "POSTGRES_USER": "postgres",
                                  "POSTGRES_PASSWORD": PASSWORD,
-                                 "INGEST_DB_PASSWORD": INGEST_PASSWORD}
+                                 "INGEST_DB_PASSWORD": INGEST_PASSWORD,
+                                 "ANALYST_DB_PASSWORD": ""}  # empty: no role analyst
     assert by_target(db)["/var/lib/postgresql/data"]["source"] == "db-data"
     # The init script alone, read-only, beside the image's own init scripts.
     init = by_target(db)["/docker-entrypoint-initdb.d/10-wearables.sh"]
@@ -267,7 +268,9 @@ def test_compose_file_holds_no_password(tmp_path):
                     if re.search(r"PASSWORD|SECRET|TOKEN", line.split("#")[0])]
     assert secret_lines
     for line in secret_lines:
-        assert re.fullmatch(r"[A-Z_]+: \$\{([A-Z_]+):\?[^}$]*\}", line), line
+        # Required, or (the analysts' role) optional and empty by default: never a default.
+        assert (re.fullmatch(r"[A-Z_]+: \$\{([A-Z_]+):\?[^}$]*\}", line)
+                or line == "ANALYST_DB_PASSWORD: ${ANALYST_DB_PASSWORD:-}"), line
 
     config = rendered(tmp_path, POSTGRES_PASSWORD="sentinel-one",
                       INGEST_DB_PASSWORD="sentinel-two")
@@ -284,7 +287,8 @@ def test_compose_file_holds_no_password(tmp_path):
 def test_the_stack_reads_exactly_these_settings_from_env():
     """Each ${NAME} docker-compose.yml reads from .env (docs: tests/unit/test_docs.py)."""
     used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", (REPO / "docker-compose.yml").read_text()))
-    assert used == {"POSTGRES_PASSWORD", "INGEST_DB_PASSWORD", "DB_PORT", "HOST_DATA_DIR",
+    assert used == {"POSTGRES_PASSWORD", "INGEST_DB_PASSWORD", "ANALYST_DB_PASSWORD",
+                    "DB_PORT", "HOST_DATA_DIR",
                     "INGEST_SCHEDULE", "TZ", "PARTICIPANT_ID", "INGEST_METHOD",
                     "INGEST_BATCH_ROWS", "SOURCE_TZ", "INGEST_RETRIES", "INGEST_RETRY_DELAY",
                     "LOG_LEVEL"}
