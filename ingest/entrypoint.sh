@@ -77,6 +77,9 @@ own_state
 umask 077
 mkdir -p "$ENV_DIR"
 chmod 0755 "$ENV_DIR"
+# When cron started: healthcheck.sh allows the first run until STATUS_MAX_AGE_HOURS after it.
+date +%s >"$ENV_DIR/started"
+chmod 0644 "$ENV_DIR/started"
 
 # The crontab with the schedule's five fields replacing the job line's, as the
 # job user's. crontab(1) checks it: a bad schedule stops the container here, with its error.
