@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -399,6 +400,20 @@ class Stack:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{service} is {health!r} after {timeout:.0f} s: {state}")
             time.sleep(1)
+
+    def sql(self, query: str, user: str = "postgres", password: str | None = None) \
+            -> list[tuple]:
+        """QUERY's rows, over TCP from this machine: the published port, a password."""
+        conn = psycopg2.connect(host="127.0.0.1", port=int(self.settings["DB_PORT"]),
+                                user=user, dbname="wearables", connect_timeout=10,
+                                password=(self.settings["POSTGRES_PASSWORD"]
+                                          if password is None else password))
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(query)
+                return cur.fetchall()
+        finally:
+            conn.close()
 
     def psql(self, sql: str) -> str:
         """The seed's `docker compose exec db psql -U postgres -d wearables -c SQL`."""
