@@ -42,9 +42,11 @@ SUMMARY = sql.SQL("SELECT participant, metric, count(*), min(ts) AT TIME ZONE 'U
                       table=sql.Identifier(TABLE))
 TABLE_EXISTS = sql.SQL("SELECT to_regclass({table}) IS NOT NULL").format(
     table=sql.Literal(TABLE))
-TABLES_EXIST = sql.SQL(
-    "SELECT to_regclass({runs}) IS NOT NULL AND to_regclass({coverage}) IS NOT NULL").format(
-        runs=sql.Literal(RUNS), coverage=sql.Literal(COVERAGE))
+# Everything else schema.sql creates: when one is missing (a database made by an
+# older version), the loader runs schema.sql again, every statement of which may rerun.
+OTHERS = (RUNS, COVERAGE, "metric_expected", "participant_metrics")
+TABLES_EXIST = sql.SQL("SELECT {}").format(sql.SQL(" AND ").join(
+    sql.SQL("to_regclass({}) IS NOT NULL").format(sql.Literal(name)) for name in OTHERS))
 IS_HYPERTABLE = sql.SQL(
     "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = {table} "
     "AND hypertable_schema = current_schema()").format(table=sql.Literal(TABLE))
