@@ -203,6 +203,10 @@ def _engine(dockerd: str) -> Iterator[DockerEngine]:
     for stale in Path("/tmp").glob(f"{RUN_DIR_PREFIX}*"):
         _unmount_below(stale)
         shutil.rmtree(stale, ignore_errors=True)
+    # Container file systems, and the bind mount of the data root onto itself
+    # that dockerd makes at its start and undoes only at a clean stop.
+    _unmount_below(data_root)
+    _unmount_self_bind(data_root)
 
     run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX, dir="/tmp"))
     sock = run_dir / "docker.sock"
@@ -291,6 +295,14 @@ def _unmount_below(folder: Path) -> None:
         points = [line.split()[1] for line in mounts]
     for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
         subprocess.run(["umount", point], check=False, capture_output=True)
+
+
+def _unmount_self_bind(folder: Path) -> None:
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            if fields[4] == str(folder) and fields[3] == str(folder):
+                subprocess.run(["umount", str(folder)], check=False, capture_output=True)
 
 
 def _stop_daemon(daemon: subprocess.Popen) -> None:
