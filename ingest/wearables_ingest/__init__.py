@@ -1,8 +1,13 @@
 """wearables-ingest: delta-load Fitbit-style intraday CSV files into a TimescaleDB hypertable."""
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("wearables-ingest")
-except PackageNotFoundError:  # run from a source tree that was not installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    # __version__ on demand: importlib.metadata costs a `status` run a tenth of its budget.
+    if name != "__version__":
+        raise AttributeError(f"module 'wearables_ingest' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("wearables-ingest")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "0+unknown"

@@ -22,21 +22,18 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from wearables_ingest import (
-    __version__,
-    checkpoint,
-    coverage,
-    loader,
-    plot,
-    report,
-    status,
-    verify,
-)
+from wearables_ingest import coverage, plot, report, status
 from wearables_ingest.atomic import write_atomically
 from wearables_ingest.database import Database
 from wearables_ingest.errors import CheckpointError, IngestError, LockedError
-from wearables_ingest.results import FileResult, RunResult
+
+if TYPE_CHECKING:
+    from wearables_ingest.results import FileResult, RunResult
+
+# The load's modules (numpy, the reader, the writer) are imported when a load or
+# --verify runs, not for `status` or --version, which answer in well under a second.
 from wearables_ingest.settings import METHODS, Config, load
 from wearables_ingest.timestamps import epoch
 
@@ -72,6 +69,19 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+class _Version(argparse.Action):
+    """--version, looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from wearables_ingest import __version__
+        print(f"{parser.prog} {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="wearables-ingest",
@@ -79,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings (PGHOST, DATA_DIR, CHECKPOINT_FILE, ...) come from the environment "
                "or a .env file in the current folder; see docs/settings.md. "
                "`wearables-ingest status --help`: is every participant's data there?")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     parser.add_argument("--dry-run", action="store_true",
                         help="read, filter and validate everything and print what would be "
                              "inserted; write nothing (database and checkpoint untouched)")
@@ -213,6 +223,7 @@ def _load(cfg: Config, args: argparse.Namespace) -> RunResult:
             print(report.file_line(result, args.dry_run))
 
     try:
+        from wearables_ingest import loader
         return loader.run(cfg, full=args.full, dry_run=args.dry_run, metrics=args.metrics,
                           participants=args.participants, on_file=done, progress=bars)
     finally:
@@ -229,6 +240,7 @@ def _write_metrics(cfg: Config | None, args: argparse.Namespace, result: RunResu
         last = epoch(result.last_success)
     else:  # the run did not get going: the last success is still the checkpoint's
         try:
+            from wearables_ingest import checkpoint
             last = epoch(checkpoint.load(cfg.checkpoint_file).finished_at)
         except CheckpointError:
             last = None
@@ -257,6 +269,7 @@ def _newest_hours(cfg: Config) -> dict[int, float] | None:
 
 
 def _verify(cfg: Config, args: argparse.Namespace) -> int:
+    from wearables_ingest import verify
     rows = verify.compare(cfg, metrics=args.metrics, participants=args.participants)
     equal = all(r.equal for r in rows)
     if args.json:

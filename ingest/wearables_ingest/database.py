@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
-import numpy as np
 import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
@@ -22,6 +22,9 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json
 
 from wearables_ingest.errors import ConnectionLost, DatabaseError, RowsRefused
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TABLE = "raw_data"
 RUNS = "ingest_runs"
@@ -219,6 +222,8 @@ def _probe(db: Database, statement: sql.Composed,
            keys: Sequence[tuple[int, str, np.datetime64]]) -> list[bool]:
     if not keys:
         return []
+    import numpy as np  # here, not at the top: `status` never needs it
+
     participants, metrics, stamps = zip(*keys, strict=True)
     with db.transaction() as cur:
         text = np.char.add(np.datetime_as_string(np.array(stamps, dtype="datetime64[us]"),
@@ -262,5 +267,7 @@ def table_summary(db: Database) -> list[tuple]:
         return []
     with db.transaction() as cur:
         cur.execute(SUMMARY)
+        import numpy as np
+
         return [(p, m, n, np.datetime64(first, "us"), np.datetime64(last, "us"))
                 for p, m, n, first, last in cur.fetchall()]

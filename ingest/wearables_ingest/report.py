@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wearables_ingest.atomic import write_atomically
-from wearables_ingest.results import FileResult, RunResult
 from wearables_ingest.status import COMPLETE, PARTIAL, Day, Status, hours_since
 from wearables_ingest.timestamps import format_ts
+
+if TYPE_CHECKING:
+    from wearables_ingest.results import FileResult, RunResult
 
 
 def file_line(result: FileResult, dry_run: bool = False) -> str:

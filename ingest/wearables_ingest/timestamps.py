@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def now_utc() -> str:
@@ -20,6 +22,8 @@ def format_ts(ts: np.datetime64) -> str:
 
 def parse_ts(text: str) -> np.datetime64:
     """ISO 8601 with a UTC offset to datetime64[us] in UTC; ValueError without an offset."""
+    import numpy as np  # here, not at the top: `status` never needs it
+
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no UTC offset")
