@@ -10,12 +10,11 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Iterator
-from urllib.parse import quote, unquote, urlsplit
 
 import psycopg2
 import psycopg2.errors
 import pytest
-from test_db_init import BASE_PATH, INIT_SCRIPT, SCHEMA_FILE, drop_role, scram_matches
+from test_db_init import INIT_SCRIPT, drop_role, init_script, role_url, scram_matches
 
 from helpers import REPO, execute, query
 
@@ -27,25 +26,12 @@ READABLE = ["raw_data", "ingest_coverage", "ingest_runs", "metric_expected",
 def run_init(database_url: str, ingest_role: str, analyst: str | None,
              analyst_password: str | None = ANALYST_PASSWORD) -> subprocess.CompletedProcess:
     """The init script as the db image runs it, with the analyst's settings."""
-    url = urlsplit(database_url)
-    env = {"PATH": BASE_PATH, "PGHOST": url.hostname or "localhost",
-           "PGPORT": str(url.port or 5432), "POSTGRES_USER": unquote(url.username or "postgres"),
-           "POSTGRES_DB": url.path.lstrip("/"), "SCHEMA_FILE": str(SCHEMA_FILE),
-           "INGEST_DB_PASSWORD": "ingest-pw", "INGEST_DB_USER": ingest_role}
-    if url.password:
-        env["PGPASSWORD"] = unquote(url.password)
-    if analyst is not None:
-        env["ANALYST_DB_USER"] = analyst
-    if analyst_password is not None:
-        env["ANALYST_DB_PASSWORD"] = analyst_password
-    return subprocess.run(["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True,
-                          check=False, timeout=120)
+    return init_script(database_url, INGEST_DB_PASSWORD="ingest-pw", INGEST_DB_USER=ingest_role,
+                       ANALYST_DB_USER=analyst, ANALYST_DB_PASSWORD=analyst_password)
 
 
 def as_role(database_url: str, role: str, password: str = ANALYST_PASSWORD) -> str:
-    url = urlsplit(database_url)
-    return url._replace(netloc=f"{quote(role, safe='')}:{quote(password, safe='')}"
-                               f"@{url.hostname}:{url.port}").geturl()
+    return role_url(database_url, role, password)
 
 
 @pytest.fixture

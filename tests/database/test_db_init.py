@@ -45,24 +45,31 @@ BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PASSWORD = "p@ss w0rd'; DROP TABLE raw_data; -- \"$HOME\" `id` \\ :x %s"
 
 
-def run_init(database_url: str, password: str | None = PASSWORD, role: str | None = None,
-             schema: Path = SCHEMA_FILE) -> subprocess.CompletedProcess:
-    """Run the init script with what the db image provides, plus where the server is."""
+def init_script(database_url: str, **settings: str | None) -> subprocess.CompletedProcess:
+    """Run the init script with what the db image provides, plus where the server is.
+
+    ``settings`` go to its environment (SCHEMA_FILE, INGEST_DB_PASSWORD, ...); None
+    leaves one out.
+    """
     url = urlsplit(database_url)
-    env = {"PATH": BASE_PATH, "PGHOST": url.hostname or "localhost", "SCHEMA_FILE": str(schema),
+    env = {"PATH": BASE_PATH, "PGHOST": url.hostname or "localhost",
            "PGPORT": str(url.port or 5432), "POSTGRES_USER": unquote(url.username or "postgres"),
-           "POSTGRES_DB": url.path.lstrip("/")}
+           "POSTGRES_DB": url.path.lstrip("/"), "SCHEMA_FILE": str(SCHEMA_FILE)}
     if url.password:
         env["PGPASSWORD"] = unquote(url.password)
-    if password is not None:
-        env["INGEST_DB_PASSWORD"] = password
-    if role is not None:
-        env["INGEST_DB_USER"] = role
+    env.update({k: v for k, v in settings.items() if v is not None})
     return subprocess.run(["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True,
                           check=False, timeout=120)
 
 
+def run_init(database_url: str, password: str | None = PASSWORD, role: str | None = None,
+             schema: Path = SCHEMA_FILE) -> subprocess.CompletedProcess:
+    return init_script(database_url, INGEST_DB_PASSWORD=password, INGEST_DB_USER=role,
+                       SCHEMA_FILE=str(schema))
+
+
 def role_url(database_url: str, role: str, password: str = PASSWORD) -> str:
+    """The test server's URL, logged in as ``role``."""
     url = urlsplit(database_url)
     return url._replace(netloc=f"{quote(role, safe='')}:{quote(password, safe='')}"
                                f"@{url.hostname}:{url.port}").geturl()
