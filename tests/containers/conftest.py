@@ -12,7 +12,9 @@ run, so images are built once per machine; TMP is short (a socket path has a
 length limit). Containers, networks and volumes left by an aborted run are
 removed at the start. Then scripts/build-stand-ins.sh provides the two base
 images: the real ones where ``docker pull`` works, stand-ins built here where
-it does not. The summary at the end of the run says which.
+it does not. The summary at the end of the run says which. All this starts in
+the background when collection ends (Preparation), and the container tests
+run last, so a cold start overlaps the rest of the suite.
 
 ``Stack``: a fresh copy of the repository (the tracked files of the working
 tree, as ``git ls-files`` lists them, with uncommitted changes; or of the commit
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -37,6 +40,7 @@ import socket
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -53,11 +57,12 @@ BUILD_STAND_INS = REPO / "scripts" / "build-stand-ins.sh"
 CACHE = Path(os.environ.get("CONTAINER_TESTS_CACHE", "/var/cache/wearables-ingest"))
 BASE_IMAGES = ("python:3.11-slim", "timescale/timescaledb:latest-pg15")
 STAND_IN_LABEL = "org.wearables-ingest.stand-in"
-# Our dockerd's containerd namespace and containers' cgroup parent: what an
-# aborted run left running is found by it.
-ENGINE_TAG = "wearables-ingest-tests"
+# Our dockerd's containerd namespace and containers' cgroup parent, one per
+# cache: what an aborted run on this cache left running is found by it.
+CACHE_ID = hashlib.sha256(os.fsencode(CACHE)).hexdigest()[:8]
+ENGINE_TAG = f"wearables-ingest-tests-{CACHE_ID}"
 # The daemon's socket and exec root: short, as a socket's path has a length limit.
-RUN_DIR_PREFIX = "wi-docker-"
+RUN_DIR_PREFIX = f"wi-docker-{CACHE_ID}-"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Passed on to docker, docker compose and build-stand-ins.sh from the caller.
 PASSED_ON = ("TMPDIR", "STAND_INS_PULL", "http_proxy", "https_proxy", "no_proxy",
@@ -154,6 +159,9 @@ class DockerEngine:
     env: dict[str, str]          # for docker and docker compose: DOCKER_HOST and the builder
     docker: str                  # the CLI
     images: dict[str, str] = field(default_factory=dict)   # base image -> "real" / "stand-in"
+    build_output: str = ""       # build-stand-ins.sh's
+    version: str = ""
+    data_root: Path | None = None
 
     def run(self, *args: str, timeout: float = 120, check: bool = True) \
             -> subprocess.CompletedProcess:
@@ -169,66 +177,122 @@ class DockerEngine:
         return [line for line in self.run(*args).stdout.splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="session")
-def docker_engine() -> Iterator[DockerEngine]:
-    """dockerd for this session on a cached data root; the base images; stopped at the end."""
-    if os.geteuid() != 0:
-        _fail("the container tests start their own dockerd and need root")
-    dockerd = shutil.which("dockerd", path=SYSTEM_PATH)
-    if dockerd is None:
-        _fail("dockerd is not installed: run scripts/ensure-docker.sh (make test does)")
+class Preparation:
+    """dockerd and the base images, made ready in a thread of their own.
 
-    CACHE.mkdir(parents=True, exist_ok=True)
-    # One session at a time on the data root (a second `make test` waits here).
-    with (CACHE / "dockerd.lock").open("w") as lock:
-        deadline = time.monotonic() + 1800
+    It starts when collection ends (if a container test was selected), and the
+    container tests run last, so on a cold machine debootstrap and the image
+    builds overlap the rest of the suite instead of adding to it. ``stop`` ends
+    it all, whatever state it is in: the session fixture's teardown calls it,
+    and so does pytest_sessionfinish (a session that ends before the fixture).
+    """
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.engine: DockerEngine | None = None
+        self.error: BaseException | None = None
+        self.started = 0.0
+        self.ready = 0.0
+        self.stopping = threading.Event()
+        self.lock = None
+        self.daemon: subprocess.Popen | None = None
+        self.builder: subprocess.Popen | None = None
+        self.run_dir: Path | None = None
+
+    def start(self) -> None:
+        if self.thread is None:
+            self.started = time.monotonic()
+            self.thread = threading.Thread(target=self._run, name="docker-engine", daemon=True)
+            self.thread.start()
+
+    def wait(self) -> DockerEngine:
+        self.start()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.engine
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.builder is not None and self.builder.poll() is None:
+            os.killpg(self.builder.pid, signal.SIGTERM)
+        if self.thread is not None:
+            self.thread.join(timeout=120)
+        if self.daemon is not None:
+            _stop_daemon(self.daemon)
+            self.daemon = None
+        if self.run_dir is not None:
+            _unmount_below(self.run_dir)   # dockerd leaves its exec root's netns/default mounted
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
+        if self.lock is not None:
+            fcntl.flock(self.lock, fcntl.LOCK_UN)
+            self.lock.close()
+            self.lock = None
+
+    def _run(self) -> None:
+        try:
+            self.engine = self._prepare()
+        except BaseException as e:   # pytest's Failed too: the fixture raises it again
+            self.error = e
+        self.ready = time.monotonic()
+
+    def _prepare(self) -> DockerEngine:
+        if os.geteuid() != 0:
+            _fail("the container tests start their own dockerd and need root")
+        dockerd = shutil.which("dockerd", path=SYSTEM_PATH)
+        if dockerd is None:
+            _fail("dockerd is not installed: run scripts/ensure-docker.sh (make test does)")
+
+        CACHE.mkdir(parents=True, exist_ok=True)
+        # One session at a time on the data root (a second `make test` waits here).
+        self.lock = (CACHE / "dockerd.lock").open("w")
+        deadline = time.monotonic() + 3600   # a whole `make test` of another session
         while True:
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if self.stopping.is_set():
+                    _fail("the session ended while it waited for another one's dockerd")
                 if time.monotonic() > deadline:
-                    _fail(f"another test session has held {lock.name} for 30 minutes")
+                    _fail(f"another test session has held {self.lock.name} for an hour")
                 time.sleep(2)
-        yield from _engine(dockerd)
 
+        data_root = CACHE / "docker"
+        pidfile = CACHE / "dockerd.pid"
+        log_path = CACHE / "dockerd.log"
+        # What an aborted run (pytest killed) left; we hold the lock, so none of it is in use.
+        _stop_stale_daemon(pidfile, data_root)
+        _kill_leftover_containers()
+        for stale in Path("/tmp").glob(f"{RUN_DIR_PREFIX}*"):
+            _unmount_below(stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        # Container file systems, and the bind mount of the data root onto itself
+        # that dockerd makes at its start and undoes only at a clean stop.
+        _unmount_below(data_root)
+        _unmount_self_bind(data_root)
 
-def _engine(dockerd: str) -> Iterator[DockerEngine]:
-    data_root = CACHE / "docker"
-    pidfile = CACHE / "dockerd.pid"
-    log_path = CACHE / "dockerd.log"
-    # What an aborted run (pytest killed) left; we hold the lock, so none of it is in use.
-    _stop_stale_daemon(pidfile, data_root)
-    _kill_leftover_containers()
-    for stale in Path("/tmp").glob(f"{RUN_DIR_PREFIX}*"):
-        _unmount_below(stale)
-        shutil.rmtree(stale, ignore_errors=True)
-    # Container file systems, and the bind mount of the data root onto itself
-    # that dockerd makes at its start and undoes only at a clean stop.
-    _unmount_below(data_root)
-    _unmount_self_bind(data_root)
-
-    run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX, dir="/tmp"))
-    sock = run_dir / "docker.sock"
-    # docker, docker compose and build-stand-ins.sh get a small environment of
-    # their own: a variable of the caller's (TZ, INGEST_SCHEDULE, a password)
-    # would win over the stack's .env.
-    env = {
-        "PATH": f"{SYSTEM_PATH}:{os.environ.get('PATH', '')}",
-        "HOME": os.environ.get("HOME", "/root"),
-        "LANG": "C.UTF-8",
-        "DOCKER_HOST": f"unix://{sock}",
-        # The classic builder: `build: network: host` works without a default bridge.
-        "DOCKER_BUILDKIT": "0",
-        "COMPOSE_DOCKER_CLI_BUILD": "0",
-        **{name: os.environ[name] for name in PASSED_ON if name in os.environ},
-    }
-    daemon = None
-    try:
+        self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX, dir="/tmp"))
+        sock = self.run_dir / "docker.sock"
+        # docker, docker compose and build-stand-ins.sh get a small environment of
+        # their own: a variable of the caller's (TZ, INGEST_SCHEDULE, a password)
+        # would win over the stack's .env.
+        env = {
+            "PATH": f"{SYSTEM_PATH}:{os.environ.get('PATH', '')}",
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8",
+            "DOCKER_HOST": f"unix://{sock}",
+            # The classic builder: `build: network: host` works without a default bridge.
+            "DOCKER_BUILDKIT": "0",
+            "COMPOSE_DOCKER_CLI_BUILD": "0",
+            **{name: os.environ[name] for name in PASSED_ON if name in os.environ},
+        }
         engine = DockerEngine(env=env, docker=_docker_cli(env))
         with log_path.open("w") as log:
-            daemon = subprocess.Popen(
-                [dockerd, "--data-root", str(data_root), "--exec-root", str(run_dir / "exec"),
+            self.daemon = subprocess.Popen(
+                [dockerd, "--data-root", str(data_root),
+                 "--exec-root", str(self.run_dir / "exec"),
                  "--host", f"unix://{sock}", "--pidfile", str(pidfile),
                  "--iptables=false", "--ip6tables=false", "--bridge=none",
                  # Apart from the containers of a Docker engine the machine may run
@@ -239,8 +303,8 @@ def _engine(dockerd: str) -> Iterator[DockerEngine]:
                 env={**os.environ, "PATH": env["PATH"]}, start_new_session=True)
         deadline = time.monotonic() + 60
         while engine.run("version", check=False, timeout=20).returncode != 0:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                _fail(f"dockerd did not start (exit status {daemon.poll()}); "
+            if self.daemon.poll() is not None or time.monotonic() > deadline:
+                _fail(f"dockerd did not start (exit status {self.daemon.poll()}); "
                       f"the end of {log_path}:\n{_tail(log_path)}")
             time.sleep(0.5)
 
@@ -254,20 +318,55 @@ def _engine(dockerd: str) -> Iterator[DockerEngine]:
         # the current wearables-ingest:local stays: that image is tagged.)
         engine.run("image", "prune", "-f")
 
-        started = time.monotonic()
-        build = subprocess.run(["bash", str(BUILD_STAND_INS)], env=env, capture_output=True,
-                               text=True, timeout=1500, check=False)
-        print(build.stdout + build.stderr, end="")
-        if build.returncode != 0:
-            _fail(f"scripts/build-stand-ins.sh failed:\n{build.stdout}{build.stderr}")
+        if self.stopping.is_set():
+            _fail("the session ended")
+        self.builder = subprocess.Popen(
+            ["bash", str(BUILD_STAND_INS)], env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        engine.build_output, _ = self.builder.communicate(timeout=1500)
+        if self.builder.returncode != 0:
+            _fail(f"scripts/build-stand-ins.sh failed:\n{engine.build_output}")
         for image in BASE_IMAGES:
             stand_in = engine.run("image", "inspect", "-f",
                                   f'{{{{ index .Config.Labels "{STAND_IN_LABEL}" }}}}',
                                   image).stdout.strip()
             engine.images[image] = "stand-in" if stand_in not in ("", "<no value>") else "real"
-        version = engine.run("version", "-f", "{{.Server.Version}}").stdout.strip()
-        REPORT.append(f"dockerd {version} on {data_root} "
-                      f"(base images ready in {time.monotonic() - started:.0f} s)")
+        engine.version = engine.run("version", "-f", "{{.Server.Version}}").stdout.strip()
+        engine.data_root = data_root
+        return engine
+
+
+PREPARATION = Preparation()
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """The container tests last: their engine gets ready while the others run."""
+    items.sort(key=lambda item: item.get_closest_marker("containers") is not None)
+
+
+def pytest_collection_finish(session) -> None:
+    if session.config.option.collectonly:
+        return
+    if any(item.get_closest_marker("containers") for item in session.items):
+        PREPARATION.start()
+
+
+@pytest.hookimpl(trylast=True)   # after the fixtures' teardown (the stack's `down -v`)
+def pytest_sessionfinish(session) -> None:
+    PREPARATION.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """dockerd for this session on a cached data root, with the base images; stopped at the end."""
+    waited = time.monotonic()
+    try:
+        engine = PREPARATION.wait()
+        waited = time.monotonic() - waited
+        print(engine.build_output, end="")
+        REPORT.append(f"dockerd {engine.version} on {engine.data_root}: base images ready "
+                      f"{PREPARATION.ready - PREPARATION.started:.0f} s after collection "
+                      f"(the tests waited {waited:.0f} s for them)")
         for image, kind in engine.images.items():
             REPORT.append(
                 f"{image}: the real image" if kind == "real" else
@@ -276,10 +375,7 @@ def _engine(dockerd: str) -> Iterator[DockerEngine]:
         print("\n".join(REPORT))
         yield engine
     finally:
-        if daemon is not None:
-            _stop_daemon(daemon)
-        _unmount_below(run_dir)   # dockerd leaves its exec root's netns/default mounted
-        shutil.rmtree(run_dir, ignore_errors=True)
+        PREPARATION.stop()
 
 
 def _tail(path: Path, lines: int = 30) -> str:
