@@ -215,3 +215,45 @@ def test_7_stop_ends_every_container_within_10_s(stack):
         # 137: killed (SIGKILL) when the stop timeout ran out.
         assert int(code) != 137, f"{name} was killed, not stopped: {state}"
     assert took < 10, f"docker compose stop took {took:.1f} s"
+
+
+def test_8_a_mistyped_host_data_dir_gets_no_synthetic_data(stack):
+    """HOST_DATA_DIR pointing at a folder that does not exist: Docker creates it, empty, and
+    the generator writes nothing there (nor anywhere); the load finds nothing to add."""
+    stack.write_env(HOST_DATA_DIR="./dta")
+    try:
+        stack.compose("up", "-d", timeout=300)
+        stack.wait_healthy("db")
+        assert "not generating demo data" in stack.logs("generator")
+        mistyped = stack.root / "dta"
+        assert mistyped.is_dir() and list(mistyped.iterdir()) == []
+        result = manual_run(stack)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Ingested" not in result.stdout, result.stdout
+        assert list(mistyped.iterdir()) == []
+        assert stack.counts() == SEED_COUNTS
+        assert stack.scalar("SELECT count(DISTINCT participant) FROM raw_data") == "1"
+    finally:
+        stack.write_env(HOST_DATA_DIR="./data")
+        stack.compose("up", "-d", timeout=300)
+
+
+def test_9_the_ingestor_turns_unhealthy_when_a_run_fails(stack):
+    """A run that fails (the database refuses its password): the health check says
+    unhealthy at once, and Docker marks the container so; a good run makes it healthy."""
+    ingestor = ("exec", "-u", "ingest", "ingestor")
+    failed = stack.compose(*ingestor, "env", "PGPASSWORD=wrong", "INGEST_RETRIES=0",
+                           "python", "/app/ingest.py", check=False)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    check = stack.compose(*ingestor, "/app/healthcheck.sh", check=False)
+    assert (check.returncode, check.stdout.split(":")[0]) == (1, "unhealthy"), check.stdout
+
+    deadline = time.monotonic() + 200  # the check runs every minute; two failures count
+    while (stack.state("ingestor").get("Health") or {}).get("Status") != "unhealthy":
+        assert time.monotonic() < deadline, stack.state("ingestor")
+        time.sleep(5)
+    assert "(unhealthy)" in stack.compose("ps", "ingestor").stdout
+
+    assert manual_run(stack).returncode == 0
+    check = stack.compose(*ingestor, "/app/healthcheck.sh", check=False)
+    assert (check.returncode, check.stdout.split(":")[0]) == (0, "healthy"), check.stdout
