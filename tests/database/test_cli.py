@@ -162,11 +162,14 @@ def test_every_run_is_recorded_and_a_killed_one_shows_unfinished(tmp_path, run_i
     data = tmp_path / DATA
     synth(data, "--days", "2")
     assert run_ingest(INGEST_TRIGGER="cron").returncode == 0
+    synth(data, "--append-days", "1")
     loader = run_ingest.popen()
-    for line in loader.stdout:
-        if line.rstrip().endswith("→ br"):
-            break
-    loader.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while not query(database_url, "SELECT 1 FROM pg_stat_activity WHERE application_name = "
+                                  "'wearables-ingest' AND query LIKE 'COPY%%'"):
+        assert time.monotonic() < deadline and loader.poll() is None, "no COPY was seen"
+        time.sleep(0.01)
+    loader.send_signal(signal.SIGKILL)  # mid-COPY: its run record stays unfinished
     loader.wait()
     loader.stdout.close()
     (data / "br.csv").write_text("time,value\n")  # a file that fails: a partial run
