@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,3 +109,12 @@ def schema_snapshot(url: str) -> list[tuple]:
     dims = query(url, "SELECT column_name FROM timescaledb_information.dimensions "
                       "WHERE hypertable_name = 'raw_data'")
     return [*columns, *key, *hyper, *dims]
+
+
+def wait_for_copy(database_url: str, loader: subprocess.Popen, timeout: float = 60) -> None:
+    """Return once the loader has a COPY running in the database (to kill it mid-write)."""
+    deadline = time.monotonic() + timeout
+    while not query(database_url, "SELECT 1 FROM pg_stat_activity WHERE application_name = "
+                                  "'wearables-ingest' AND query LIKE 'COPY%%'"):
+        assert time.monotonic() < deadline and loader.poll() is None, "no COPY was seen"
+        time.sleep(0.01)

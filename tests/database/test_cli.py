@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from helpers import DATA, INGEST, execute, logged, query, synth, table_counts
+from helpers import DATA, INGEST, execute, logged, query, synth, table_counts, wait_for_copy
 
 
 def test_dry_run_prints_what_would_be_inserted_and_writes_nothing(tmp_path, run_ingest,
@@ -164,11 +164,7 @@ def test_every_run_is_recorded_and_a_killed_one_shows_unfinished(tmp_path, run_i
     assert run_ingest(INGEST_TRIGGER="cron").returncode == 0
     synth(data, "--append-days", "1")
     loader = run_ingest.popen()
-    deadline = time.monotonic() + 60
-    while not query(database_url, "SELECT 1 FROM pg_stat_activity WHERE application_name = "
-                                  "'wearables-ingest' AND query LIKE 'COPY%%'"):
-        assert time.monotonic() < deadline and loader.poll() is None, "no COPY was seen"
-        time.sleep(0.01)
+    wait_for_copy(database_url, loader)
     loader.send_signal(signal.SIGKILL)  # mid-COPY: its run record stays unfinished
     loader.wait()
     loader.stdout.close()

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from helpers import DATA, SEED_COUNTS, logged, query, synth, table_counts
+from helpers import DATA, SEED_COUNTS, logged, query, synth, table_counts, wait_for_copy
 
 SEED_LINES = [
     "Ingested 30 rows → activity",
@@ -81,11 +81,7 @@ def test_rerun_after_crash_loads_each_row_once(tmp_path, run_ingest, database_ur
     data = tmp_path / DATA
     synth(data, "--days", "4")
     loader = run_ingest.popen()
-    deadline = time.monotonic() + 60
-    while not query(database_url, "SELECT 1 FROM pg_stat_activity WHERE application_name = "
-                                  "'wearables-ingest' AND query LIKE 'COPY%%'"):
-        assert time.monotonic() < deadline and loader.poll() is None, "no COPY was seen"
-        time.sleep(0.01)
+    wait_for_copy(database_url, loader)
     loader.send_signal(signal.SIGKILL)  # in the middle of a COPY
     assert loader.wait() == -signal.SIGKILL  # killed mid-run, not finished
     checkpoint = tmp_path / "state" / "last_run.json"
