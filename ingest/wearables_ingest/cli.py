@@ -233,7 +233,8 @@ def _load(cfg: Config, args: argparse.Namespace) -> RunResult:
 
 def _write_metrics(cfg: Config | None, args: argparse.Namespace, result: RunResult | None,
                    clock: float) -> None:
-    """Write the metrics file after a real run (not a dry run); never fail the run for it."""
+    """After a real run (not a dry run): write the metrics file and, with PUSHGATEWAY_URL,
+    push the gauges; never fail the run for either."""
     if cfg is None or args.dry_run or args.verify:
         return
     if result is not None:
@@ -244,25 +245,31 @@ def _write_metrics(cfg: Config | None, args: argparse.Namespace, result: RunResu
             last = epoch(checkpoint.load(cfg.checkpoint_file).finished_at)
         except CheckpointError:
             last = None
-    text = report.metrics_text(result, time.monotonic() - clock, time.time(), last,
+    limits = {"success_max_age": cfg.status_max_age_hours * 3600,
+              "newest_row_max_age": cfg.stale_after_hours * 3600}
+    gauges = report.run_gauges(result, time.monotonic() - clock, time.time(), last, limits,
                                _newest_hours(cfg) if result is not None else None)
     try:
-        report.write_metrics(cfg.metrics_file, text)
+        report.write_metrics(cfg.metrics_file,
+                             report.metrics_text(gauges + report.file_gauges(result)))
     except OSError as e:
         log.warning("cannot write %s: %s", cfg.metrics_file, e.strerror)
+    if cfg.pushgateway_url:
+        from wearables_ingest import push
+        push.push(cfg.pushgateway_url, gauges)
 
 
-def _newest_hours(cfg: Config) -> dict[int, float] | None:
-    """Per participant, when its newest hour in ingest_coverage starts (Unix time); None when
-    the database cannot tell (the metrics file is written anyway)."""
+def _newest_hours(cfg: Config) -> dict[tuple[int, str], float] | None:
+    """Per (participant, metric), when its newest hour in ingest_coverage starts (Unix
+    time); None when the database cannot tell (the metrics go out anyway)."""
     db = Database(cfg.connect_args, cfg.target(), retries=0)
     try:
         db.open()
         coverage.require(db, coverage.COVERAGE)
-        return {p: hour.timestamp()
-                for p, hour in coverage.newest_hour_per_participant(db).items()}
+        return {pair: hour.timestamp()
+                for pair, hour in coverage.newest_hour_per_pair(db).items()}
     except IngestError as e:
-        log.warning("no newest-row ages in the metrics file: %s", e)
+        log.warning("no newest-row ages in the metrics: %s", e)
         return None
     finally:
         db.close()

@@ -31,14 +31,14 @@ WITH RECURSIVE pairs (participant, metric) AS (
     ORDER BY c.participant, c.metric LIMIT 1) AS next
 )
 SELECT participant, metric FROM pairs"""
-# Per participant, its newest hour: the pairs as above, then one backward probe each.
-NEWEST_PER_PARTICIPANT = f"""
-SELECT p.participant, max(newest.hour)
+# Per participant and metric, its newest hour: the pairs as above, then one backward
+# probe each.
+NEWEST_PER_PAIR = f"""
+SELECT p.participant, p.metric, newest.hour
 FROM ({PAIRS}) AS p
 CROSS JOIN LATERAL (
   SELECT max(c.hour) AS hour FROM ingest_coverage c
-  WHERE c.participant = p.participant AND c.metric = p.metric) AS newest
-GROUP BY p.participant"""  # noqa: S608 (constants only)
+  WHERE c.participant = p.participant AND c.metric = p.metric) AS newest"""  # noqa: S608
 NEWEST_HOUR = "SELECT max(hour) FROM ingest_coverage"
 # Rows per day in a time zone. The range on hour (a day wider on each side, for
 # offsets and DST) lets the index on hour pick the period; the day test, exact, comes
@@ -86,11 +86,11 @@ def newest_hour(db: Database) -> datetime | None:
         return cur.fetchone()[0]
 
 
-def newest_hour_per_participant(db: Database) -> dict[int, datetime]:
-    """Per participant, the start of the newest UTC hour holding one of its rows."""
+def newest_hour_per_pair(db: Database) -> dict[tuple[int, str], datetime]:
+    """Per (participant, metric), the start of the newest UTC hour holding one of its rows."""
     with db.rolled_back() as cur:
-        cur.execute(NEWEST_PER_PARTICIPANT)
-        return dict(cur.fetchall())
+        cur.execute(NEWEST_PER_PAIR)
+        return {(p, m): hour for p, m, hour in cur.fetchall()}
 
 
 def daily_rows(db: Database, first: date, last: date, time_zone: str = "UTC",

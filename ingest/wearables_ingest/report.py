@@ -1,8 +1,10 @@
-"""What a run tells, made from its counts: text lines, the JSON summary, the metrics file."""
+"""What a run tells, made from its counts: text lines, the JSON summary, the metrics (the
+metrics file and the Pushgateway's gauges)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,42 +71,109 @@ def as_json(result: RunResult, started: str, seconds: float) -> dict:
     }
 
 
-def metrics_text(result: RunResult | None, seconds: float, now: float,
-                 last_success: float | None, newest_hours: Mapping[int, float] | None = None
-                 ) -> str:
-    """Prometheus text exposition of the last run (``result`` None: it failed to start).
+# --- metrics ---------------------------------------------------------------------------------
+# One set of gauges for the metrics file and the Pushgateway: stable names with their unit
+# (Prometheus' naming guide). The alert rules (monitoring/alerts.yml) read them; renaming
+# one breaks an alert.
+PREFIX = "wearables_ingest_"
+RUN_STATUSES = ("ok", "partial", "failed")
 
-    ``newest_hours``: per participant, the Unix time of the start of the newest UTC
-    hour holding one of its rows (ingest_coverage), for the age of its newest row.
+
+@dataclass(frozen=True)
+class Gauge:
+    """One gauge and its samples: (labels, value) pairs; labels as (name, value) pairs."""
+
+    name: str  # without PREFIX
+    help: str
+    samples: tuple[tuple[tuple[tuple[str, str], ...], float], ...]
+
+    @property
+    def full_name(self) -> str:
+        return PREFIX + self.name
+
+
+def _one(name: str, help_text: str, value: float) -> Gauge:
+    return Gauge(name, help_text, (((), value),))
+
+
+def run_gauges(result: RunResult | None, seconds: float, now: float,
+               last_success: float | None, limits: Mapping[str, float],
+               newest_hours: Mapping[tuple[int, str], float] | None = None) -> list[Gauge]:
+    """What a run pushes (and writes to the metrics file); ``result`` None: it failed to start.
+
+    ``limits``: the alerts' thresholds from the settings, in seconds:
+    ``success_max_age`` and ``newest_row_max_age``. ``newest_hours``: per (participant,
+    metric), the Unix time of the start of the newest UTC hour holding one of its rows
+    (ingest_coverage), for the age of its newest row.
     """
-    lines: list[str] = []
-
-    def gauge(name: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP wearables_ingest_{name} {help_text}")
-        lines.append(f"# TYPE wearables_ingest_{name} gauge")
-        lines.extend(f"wearables_ingest_{name}{labels} {_number(value)}"
-                     for labels, value in samples)
-
     ok = result is not None and result.ok
-    gauge("last_run_timestamp_seconds", "When the last run ended (Unix time).", [("", now)])
-    gauge("last_run_success", "1 if the last run loaded every file, else 0.", [("", int(ok))])
-    gauge("last_run_duration_seconds", "How long the last run took.", [("", seconds)])
+    status = result.status if result is not None else "failed"
+    counts = {what: result.total(what) if result is not None else 0
+              for what in ("inserted", "already_present", "rejected")}
+    gauges = [
+        _one("last_run_timestamp_seconds", "When the last run ended (Unix time).", now),
+        _one("last_run_success", "1 if the last run loaded every file, else 0.", int(ok)),
+        Gauge("last_run_status", "The last run's status: 1 for the one it had (ok: every "
+              "file loaded; partial: some files failed; failed: none loaded, or no start).",
+              tuple(((("status", s),), int(s == status)) for s in RUN_STATUSES)),
+        _one("last_run_duration_seconds", "How long the last run took.", seconds),
+        _one("last_run_inserted_rows", "Rows the last run inserted.", counts["inserted"]),
+        _one("last_run_already_present_rows", "Rows the last run found already stored.",
+             counts["already_present"]),
+        _one("last_run_rejected_rows", "Rows the last run rejected (see rejects.csv).",
+             counts["rejected"]),
+        _one("last_run_failed_files", "Files the last run could not load.",
+             len(result.errors) if result is not None else 0),
+        _one("success_max_age_seconds", "How old the last success may be before the alert "
+             "WearablesIngestNoRecentSuccess (STATUS_MAX_AGE_HOURS).",
+             limits["success_max_age"]),
+        _one("newest_row_max_age_seconds", "How old a participant's metric's newest row may "
+             "be before the alert WearablesIngestNoNewRows (STALE_AFTER_HOURS).",
+             limits["newest_row_max_age"]),
+    ]
     if last_success is not None:
-        gauge("last_success_timestamp_seconds", "When the last fully successful run ended.",
-              [("", last_success)])
-    files = result.files if result is not None else []
-    for what, help_text in (("inserted", "Rows the last run inserted."),
-                            ("already_present", "Rows the last run found already stored."),
-                            ("rejected", "Rows the last run rejected (see rejects.csv).")):
-        gauge(f"rows_{what}", help_text,
-              [(f'{{participant="{f.source.participant}",metric="{f.source.metric}"}}',
-                getattr(f, what)) for f in files])
+        gauges.insert(2, _one("last_success_timestamp_seconds",
+                              "When the last fully successful run ended (Unix time).",
+                              last_success))
     if newest_hours:
-        gauge("newest_row_age_seconds",
-              "Age of the participant's newest row, from the start of the newest UTC hour "
-              "holding one in ingest_coverage (up to an hour more than the row's own age).",
-              [(f'{{participant="{p}"}}', round(now - t)) for p, t in sorted(newest_hours.items())])
+        gauges.append(Gauge(
+            "newest_row_age_seconds",
+            "Age of the participant's newest row of the metric when the run ended, from the "
+            "start of the newest UTC hour holding one in ingest_coverage (up to an hour more "
+            "than the row's own age).",
+            tuple(((("participant", str(p)), ("metric", m)), round(now - t))
+                  for (p, m), t in sorted(newest_hours.items()))))
+    return gauges
+
+
+def file_gauges(result: RunResult | None) -> list[Gauge]:
+    """Per participant and metric, the last run's rows: the metrics file only (never pushed:
+    3 series per file would multiply the Pushgateway's series)."""
+    files = result.files if result is not None else []
+    helps = (("inserted", "Rows the last run inserted."),
+             ("already_present", "Rows the last run found already stored."),
+             ("rejected", "Rows the last run rejected (see rejects.csv)."))
+    return [Gauge(f"rows_{what}", help_text,
+                  tuple(((("participant", str(f.source.participant)), ("metric", f.source.metric)),
+                         getattr(f, what)) for f in files))
+            for what, help_text in helps]
+
+
+def metrics_text(gauges: Iterable[Gauge]) -> str:
+    """Prometheus' text exposition format of the gauges."""
+    lines: list[str] = []
+    for g in gauges:
+        lines.append(f"# HELP {g.full_name} {g.help}")
+        lines.append(f"# TYPE {g.full_name} gauge")
+        for labels, value in g.samples:
+            text = ",".join(f'{k}="{_escaped(v)}"' for k, v in labels)
+            lines.append(f"{g.full_name}{{{text}}} {_number(value)}" if labels
+                         else f"{g.full_name} {_number(value)}")
     return "\n".join(lines) + "\n"
+
+
+def _escaped(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def _number(value: float) -> str:

@@ -45,6 +45,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "STATUS_COMPLETE_PCT": ("95", "a day is complete at this percentage of its expected rows"),
     "STATUS_TZ": ("UTC", "time zone of status's days"),
     "STATUS_MAX_AGE_HOURS": ("26", "hours after which the last successful run is too old"),
+    # Prometheus: the push at the end of a run, and the alerts' thresholds it carries.
+    "PUSHGATEWAY_URL": ("", "Pushgateway to push the run's metrics to, e.g. "
+                            "http://pushgateway:9091 (empty: no push)"),
+    "STALE_AFTER_HOURS": ("48", "hours without a new row after which a participant's metric "
+                                "is stale (the alert WearablesIngestNoNewRows)"),
 }
 TRIGGERS = ("manual", "cron")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -71,6 +76,8 @@ class Config:
     status_complete_pct: float = 95.0
     status_tz: str = "UTC"
     status_max_age_hours: float = 26.0
+    pushgateway_url: str | None = None  # None: no push
+    stale_after_hours: float = 48.0
 
     @property
     def rejects_file(self) -> Path:
@@ -168,6 +175,18 @@ def parse_expected_rows(raw: str, name: str = "STATUS_EXPECTED_ROWS") -> dict[st
     return counts
 
 
+def _gateway_url(raw: str) -> str | None:
+    """An http(s) URL, or host:port (prometheus-client then adds http://); empty: None."""
+    url = raw.strip()
+    if not url:
+        return None
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if scheme not in ("", "http", "https") or url.endswith("://"):
+        raise ConfigError(f"PUSHGATEWAY_URL={mask_url(url)!r} is not an http(s) URL such as "
+                          "http://pushgateway:9091")
+    return url
+
+
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], norm) -> str:
     value = norm(env[name].strip())
     if value not in choices:
@@ -207,4 +226,6 @@ def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".
         status_complete_pct=_number(env, "STATUS_COMPLETE_PCT", 0, 100, "percent"),
         status_tz=_time_zone(env["STATUS_TZ"], "STATUS_TZ"),
         status_max_age_hours=_number(env, "STATUS_MAX_AGE_HOURS", 0, 24 * 366, "hours"),
+        pushgateway_url=_gateway_url(env["PUSHGATEWAY_URL"]),
+        stale_after_hours=_number(env, "STALE_AFTER_HOURS", 0, 24 * 366, "hours"),
     )

@@ -273,13 +273,14 @@ def test_the_pairs_come_from_a_skip_scan_of_the_coverage(study, database_url):
     db = open_database(database_url)
     try:
         pairs = coverage.pairs(db)
-        newest = coverage.newest_hour_per_participant(db)
+        newest = coverage.newest_hour_per_pair(db)
     finally:
         db.close()
     assert pairs == query(database_url, "SELECT DISTINCT participant, metric FROM raw_data "
                                         "ORDER BY 1, 2")
-    assert newest == {1: datetime(2024, 1, 3, 23, tzinfo=UTC),
-                      2: datetime(2024, 1, 3, 23, tzinfo=UTC)}
+    assert newest == dict(((p, m), hour) for p, m, hour in query(
+        database_url, "SELECT participant, metric, date_trunc('hour', max(ts), 'UTC') "
+                      "FROM raw_data GROUP BY 1, 2"))
     plan = "\n".join(r[0] for r in query(database_url, f"EXPLAIN {coverage.PAIRS}"))
     assert "Recursive Union" in plan and "raw_data" not in plan
 
@@ -353,15 +354,18 @@ def test_the_view_finds_exact_first_and_last_samples_within_an_hour(database_url
 
 # --- the metrics file -------------------------------------------------------------------------
 
-def test_metrics_file_tells_each_participants_newest_row_age(study, run_ingest, tmp_path):
+def test_metrics_file_tells_each_participant_metrics_newest_row_age(study, run_ingest,
+                                                                   tmp_path, database_url):
     assert run_ingest(DATA_DIR=str(study)).returncode == 0  # a run writes the file
     prom = (tmp_path / "state" / "wearables_ingest.prom").read_text()
     samples = dict(line.rsplit(" ", 1) for line in prom.splitlines() if not line.startswith("#"))
-    newest = datetime(2024, 1, 3, 23, tzinfo=UTC).timestamp()
     gauge = "wearables_ingest_newest_row_age_seconds"
-    for participant in (1, 2):
-        age = float(samples[f'{gauge}{{participant="{participant}"}}'])
-        assert abs(age - (datetime.now(UTC).timestamp() - newest)) < 120
+    newest = query(database_url, "SELECT participant, metric, date_trunc('hour', max(ts), 'UTC') "
+                                 "FROM raw_data GROUP BY 1, 2")
+    assert len(newest) == 2 * len(METRICS)
+    for participant, metric, hour in newest:
+        age = float(samples[f'{gauge}{{participant="{participant}",metric="{metric}"}}'])
+        assert abs(age - (datetime.now(UTC).timestamp() - hour.timestamp())) < 120
     assert "# TYPE wearables_ingest_newest_row_age_seconds gauge" in prom
 
 

@@ -237,9 +237,14 @@ def test_heat_map_of_an_empty_study_still_parses():
 
 # --- the metrics file -------------------------------------------------------------------------
 
-def test_metrics_file_carries_the_newest_row_age_per_participant():
+def test_metrics_carry_the_newest_row_age_per_participant_and_metric():
     now = 1_704_700_800.0
-    text = report.metrics_text(None, 1.0, now, None, {7: now - 3_600, 12: now - 90_000})
-    assert 'wearables_ingest_newest_row_age_seconds{participant="7"} 3600\n' in text
-    assert 'wearables_ingest_newest_row_age_seconds{participant="12"} 90000\n' in text
-    assert "newest_row_age" not in report.metrics_text(None, 1.0, now, None)
+    limits = {"success_max_age": 93_600.0, "newest_row_max_age": 172_800.0}
+    text = report.metrics_text(report.run_gauges(
+        None, 1.0, now, None, limits, {(7, "hr"): now - 3_600, (12, "spo2"): now - 90_000}))
+    assert 'wearables_ingest_newest_row_age_seconds{participant="7",metric="hr"} 3600\n' \
+        in text
+    assert 'wearables_ingest_newest_row_age_seconds{participant="12",metric="spo2"} 90000\n' \
+        in text
+    assert "newest_row_age_seconds{" not in report.metrics_text(
+        report.run_gauges(None, 1.0, now, None, limits))
