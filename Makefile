@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: help setup db-server stack-tools docker-engine test bench lint clean
+.PHONY: help setup db-server stack-tools docker-engine rules test bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -23,13 +23,17 @@ db-server:  ## PostgreSQL 15 + TimescaleDB for the tests (skipped with TEST_DATA
 		bash scripts/ensure-timescaledb.sh; \
 	fi
 
-stack-tools:  ## the Compose v2 plugin and Debian's cron, for the stack's tests
+stack-tools:  ## the Compose v2 plugin, Debian's cron, prometheus and prometheus-pushgateway
 	bash scripts/ensure-stack-tools.sh
 
 docker-engine:  ## Debian's docker.io (dockerd) and debootstrap, for the container tests
 	bash scripts/ensure-docker.sh
 
-test: lint db-server stack-tools docker-engine  ## lint, then the tests: a throwaway TimescaleDB, the stack in containers
+rules: stack-tools  ## the alert rules: promtool check rules, then their unit tests
+	promtool check rules monitoring/alerts.yml
+	promtool test rules monitoring/alerts.test.yml
+
+test: lint db-server stack-tools docker-engine rules  ## lint, the alert rules, then the tests: a throwaway TimescaleDB, the stack in containers
 	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 bench: setup db-server  ## loader vs psql \copy, side by side (10-15 min; BENCH_ARGS=--help)

@@ -10,6 +10,11 @@
 #   looks for plugins. Nothing from trixie is installed into the system, and
 #   the machine's apt sources are not changed.
 # - Debian's cron daemon, which the entrypoint test runs (isolated) on this machine.
+# - Debian's prometheus (with promtool) and prometheus-pushgateway: make test
+#   checks and unit-tests the alert rules with promtool, and tests/monitoring
+#   starts both servers on loopback ports of their own. The packages would
+#   start their services on install: a policy-rc.d forbids that while they
+#   install, and the script checks that none runs afterwards.
 # (hadolint comes from PyPI, in requirements-dev.txt.)
 set -euo pipefail
 
@@ -87,4 +92,53 @@ elif [ "$(id -u)" -eq 0 ]; then
     apt-get install -y -qq --no-install-recommends cron >/dev/null   # no MTA
 else
     echo "$me: cron is not installed and installing it needs root; the cron test will be skipped" >&2
+fi
+
+# The prometheus and prometheus-pushgateway processes (a comm is 15 characters at most).
+servers() { pgrep -x 'prometheus|prometheus-push' 2>/dev/null || true; }
+
+install_prometheus() (   # a subshell: its EXIT trap is its own
+    export DEBIAN_FRONTEND=noninteractive
+    # invoke-rc.d and deb-systemd-invoke ask policy-rc.d first: 101, start nothing.
+    # One already on the machine is left as it is; ours goes again on exit.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# %s: no service starts while prometheus installs\nexit 101\n' "$me" >"$policy"
+        chmod 755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
+    before=" $(servers | tr '\n' ' ') "
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends --no-remove "$@" >/dev/null
+    # Nothing may be left serving (9090, 9091) or start at the next boot: under
+    # systemd, the units the packages enabled are disabled and stopped; a server
+    # the install started anyway is stopped by its id. One that ran before
+    # (someone's own) is left alone.
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now prometheus.service prometheus-pushgateway.service \
+            >/dev/null 2>&1 || true
+    fi
+    for pid in $(servers); do
+        case $before in
+            *" $pid "*) ;;
+            *) echo "$me: stopping process $pid, started by the install" >&2
+               kill "$pid" 2>/dev/null || true ;;
+        esac
+    done
+)
+
+prometheus_missing=()
+command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ] || prometheus_missing+=(prometheus)
+command -v prometheus-pushgateway >/dev/null 2>&1 || [ -x /usr/bin/prometheus-pushgateway ] ||
+    prometheus_missing+=(prometheus-pushgateway)
+if [ "${#prometheus_missing[@]}" -eq 0 ]; then
+    echo "$me: prometheus (promtool) and prometheus-pushgateway are installed"
+elif [ "$(id -u)" -eq 0 ]; then
+    echo "$me: installing Debian's ${prometheus_missing[*]}"
+    install_prometheus "${prometheus_missing[@]}"
+    echo "$me: installed $(promtool --version 2>&1 | head -n 1) and the Pushgateway;" \
+        "no service left running"
+else
+    echo "$me: ${prometheus_missing[*]} not installed and installing needs root; make test's" \
+        "rules and the monitoring tests will fail" >&2
 fi
