@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Make sure the Docker engine at DOCKER_HOST has the two base images of the
-# stack: python:3.11-slim (the ingestor's) and timescale/timescaledb:latest-pg15
-# (the database's). The container tests (tests/containers/) call this once
-# their dockerd runs.
+# Make sure the Docker engine at DOCKER_HOST has the base images of the stack:
+# python:3.11-slim (the ingestor's), timescale/timescaledb:latest-pg15 (the
+# database's), and the monitoring profile's prom/prometheus and
+# prom/pushgateway at the tags docker-compose.yml pins. The container tests
+# (tests/containers/) call this once their dockerd runs.
 #
 # For each image, in this order:
 #   1. the real image is there already: it is used;
@@ -18,7 +19,10 @@
 #      - timescale/timescaledb:latest-pg15: stand-ins/timescaledb.Dockerfile,
 #        Debian's postgresql-15 at this machine's version, the TimescaleDB that
 #        scripts/ensure-timescaledb.sh built here against that version, and an
-#        entrypoint of ours (stand-ins/timescaledb-entrypoint.sh).
+#        entrypoint of ours (stand-ins/timescaledb-entrypoint.sh);
+#      - prom/prometheus and prom/pushgateway: stand-ins/prometheus.Dockerfile
+#        and stand-ins/pushgateway.Dockerfile, Debian's prometheus and
+#        prometheus-pushgateway packages.
 # A stand-in carries the label org.wearables-ingest.stand-in (the image it
 # stands in for) and a hash of its inputs; it is rebuilt when they change.
 # Builds use the classic builder with host networking: the tests' dockerd
@@ -44,6 +48,16 @@ LABEL=org.wearables-ingest.stand-in
 
 say() { echo "$me: $*"; }
 die() { echo "$me: error: $*" >&2; exit 1; }
+
+# The monitoring profile's images, as docker-compose.yml pins them (one place for the tags).
+compose_image() {
+    sed -n "s|^[[:space:]]*image:[[:space:]]*\($1:[^[:space:]]*\).*|\1|p" "$here/../docker-compose.yml" |
+        head -n 1
+}
+PROMETHEUS_IMAGE=$(compose_image prom/prometheus)
+PUSHGATEWAY_IMAGE=$(compose_image prom/pushgateway)
+[ -n "$PROMETHEUS_IMAGE" ] && [ -n "$PUSHGATEWAY_IMAGE" ] ||
+    die "docker-compose.yml names no prom/prometheus:TAG or prom/pushgateway:TAG image"
 
 command -v docker >/dev/null 2>&1 || die "no docker CLI on PATH"
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 ||
@@ -216,12 +230,28 @@ tsdb_build() {
         "PG_VERSION=$(cat "$tsdb_context/pg-version")"
 }
 
+# The monitoring profile's two: Debian's packages, on the same root file system.
+prometheus_inputs() { { echo "$rootfs_inputs"; cat "$here/stand-ins/prometheus.Dockerfile"; } | hash_of; }
+prometheus_build() {
+    mkdir -p "$work/prometheus"
+    build "$PROMETHEUS_IMAGE" "$1" "$here/stand-ins/prometheus.Dockerfile" "$work/prometheus" \
+        "IMAGE=$PROMETHEUS_IMAGE"
+}
+pushgateway_inputs() { { echo "$rootfs_inputs"; cat "$here/stand-ins/pushgateway.Dockerfile"; } | hash_of; }
+pushgateway_build() {
+    mkdir -p "$work/pushgateway"
+    build "$PUSHGATEWAY_IMAGE" "$1" "$here/stand-ins/pushgateway.Dockerfile" "$work/pushgateway" \
+        "IMAGE=$PUSHGATEWAY_IMAGE"
+}
+
 todo=()
 needs_build "$PYTHON_IMAGE" python && todo+=(python)
 needs_build "$TSDB_IMAGE" tsdb && todo+=(tsdb)
+needs_build "$PROMETHEUS_IMAGE" prometheus && todo+=(prometheus)
+needs_build "$PUSHGATEWAY_IMAGE" pushgateway && todo+=(pushgateway)
 if [ "${#todo[@]}" -gt 0 ]; then
     ensure_rootfs
-    # Side by side: mostly downloads and unpacking, and 2 minutes instead of 3.
+    # Side by side: mostly downloads and unpacking, and 2 minutes instead of 3 (or 5).
     pids=()
     for prefix in "${todo[@]}"; do
         "${prefix}_build" "$(cat "$work/$prefix.inputs")" &

@@ -55,7 +55,11 @@ HERE = Path(__file__).resolve().parent
 OVERRIDE = HERE / "compose.test.yml"
 BUILD_STAND_INS = REPO / "scripts" / "build-stand-ins.sh"
 CACHE = Path(os.environ.get("CONTAINER_TESTS_CACHE", "/var/cache/wearables-ingest"))
-BASE_IMAGES = ("python:3.11-slim", "timescale/timescaledb:latest-pg15")
+# The monitoring profile's, at the tags docker-compose.yml pins (build-stand-ins.sh reads them
+# there too).
+MONITORING_IMAGES = tuple(re.findall(r"^\s*image:\s*(prom/\S+)",
+                                     (REPO / "docker-compose.yml").read_text(), re.MULTILINE))
+BASE_IMAGES = ("python:3.11-slim", "timescale/timescaledb:latest-pg15", *MONITORING_IMAGES)
 STAND_IN_LABEL = "org.wearables-ingest.stand-in"
 # Our dockerd's containerd namespace and containers' cgroup parent, one per
 # cache: what an aborted run on this cache left running is found by it.
@@ -545,8 +549,9 @@ class Stack:
         return self.compose("logs", "--no-color", service, timeout=60).stdout.replace("\r", "")
 
     def down(self) -> None:
-        self.compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout=180,
-                      check=False)
+        # With the profile: its services' containers go too, if a step started them.
+        self.compose("--profile", "monitoring", "down", "-v", "--remove-orphans",
+                     "--timeout", "10", timeout=180, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,17 @@ here otherwise (scripts/build-stand-ins.sh); the run's summary says which.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
+import urllib.parse
+import urllib.request
 
 import psycopg2
 import pytest
+
+from containers.conftest import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.containers]
 
@@ -257,3 +262,69 @@ def test_9_the_ingestor_turns_unhealthy_when_a_run_fails(stack):
     assert manual_run(stack).returncode == 0
     check = stack.compose(*ingestor, "/app/healthcheck.sh", check=False)
     assert (check.returncode, check.stdout.split(":")[0]) == (0, "healthy"), check.stdout
+
+
+def _prometheus(stack, path: str, **params: str) -> dict:
+    """The profile's Prometheus API, through its port published on 127.0.0.1."""
+    url = (f"http://127.0.0.1:{stack.settings['PROMETHEUS_PORT']}/api/v1/{path}"
+           f"?{urllib.parse.urlencode(params)}")
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback)
+        answer = json.loads(response.read())
+    assert answer["status"] == "success", answer
+    return answer["data"]
+
+
+def _eventually(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = check()
+        except OSError as e:   # Prometheus not listening yet
+            found = e
+        if found and not isinstance(found, OSError):
+            return found
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s ({found!r})"
+        time.sleep(2)
+
+
+def test_10_the_monitoring_profile_shows_a_run_in_prometheus(stack):
+    """`--profile monitoring up -d` adds a Pushgateway and a Prometheus with the rules; a run
+    pushes its counts, and Prometheus shows them. Without the profile, neither exists."""
+    services = set(stack.compose("ps", "-a", "--format", "{{.Service}}").stdout.split())
+    assert services <= {"db", "generator", "ingestor"}, services
+    stack.write_env(PUSHGATEWAY_URL="http://pushgateway:9091", PROMETHEUS_PORT=str(free_port()))
+    try:
+        stack.compose("--profile", "monitoring", "up", "-d", timeout=600)
+        assert stack.compose("port", "prometheus", "9090").stdout.strip() == \
+            f"127.0.0.1:{stack.settings['PROMETHEUS_PORT']}"
+        rules = _eventually(lambda: _prometheus(stack, "rules")["groups"], 120,
+                            "Prometheus answering with its rules")
+        assert {r["name"] for g in rules for r in g["rules"]} == {
+            "WearablesIngestLastRunFailed", "WearablesIngestNoRecentSuccess",
+            "WearablesIngestNoNewRows", "WearablesIngestRowsRejected"}
+
+        # azm again (--full): every row offered is already there, and the push says so.
+        result = stack.compose(*MANUAL_RUN, "--full", "--metrics", "azm", check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "WARNING" not in result.stderr, result.stderr
+
+        def value(query: str) -> list:
+            return _prometheus(stack, "query", query=query)["result"]
+
+        present = _eventually(lambda: value("wearables_ingest_last_run_already_present_rows"),
+                              90, "the pushed counts in Prometheus")
+        assert [float(r["value"][1]) for r in present] == [SEED_COUNTS["azm"]]
+        assert float(value("wearables_ingest_last_run_success")[0]["value"][1]) == 1
+        ages = value("wearables_ingest_newest_row_age_seconds")
+        assert sorted(r["metric"]["metric"] for r in ages) == sorted(SEED_COUNTS)
+        # The seed's data ends in 2024: every metric of participant 1 is stale, and the
+        # rule says so (the other alerts stay quiet: the run succeeded, nothing rejected).
+        stale = _eventually(lambda: value('ALERTS{alertstate="firing"}'), 90,
+                            "the alert WearablesIngestNoNewRows firing")
+        assert sorted((r["metric"]["alertname"], r["metric"]["metric"]) for r in stale) == \
+            sorted(("WearablesIngestNoNewRows", m) for m in SEED_COUNTS)
+    finally:
+        stack.compose("--profile", "monitoring", "rm", "-fsv", "pushgateway", "prometheus",
+                      timeout=120, check=False)
+        stack.write_env(PUSHGATEWAY_URL="")
+        stack.compose("up", "-d", timeout=300)

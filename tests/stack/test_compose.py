@@ -37,12 +37,13 @@ def compose_command() -> list[str]:
                 "(make test does)")
 
 
-def compose_config(env_file: Path, **env: str) -> subprocess.CompletedProcess:
-    """`docker compose config` on the real file, with only env_file and **env as settings."""
+def compose_config(env_file: Path, *options: str, **env: str) -> subprocess.CompletedProcess:
+    """`docker compose [OPTIONS] config` on the real file, with only env_file and **env as
+    settings."""
     environ = {"PATH": os.environ.get("PATH", BASE_PATH), "HOME": str(Path.home()), **env}
     return subprocess.run(
         [*compose_command(), "--project-directory", str(REPO),
-         "-f", str(REPO / "docker-compose.yml"), "--env-file", str(env_file),
+         "-f", str(REPO / "docker-compose.yml"), "--env-file", str(env_file), *options,
          "config", "--format", "json"],
         capture_output=True, text=True, env=environ, check=False, timeout=60)
 
@@ -62,8 +63,8 @@ def env_file(tmp_path: Path, **changes: str | None) -> Path:
     return path
 
 
-def rendered(tmp_path: Path, **changes: str | None) -> dict:
-    result = compose_config(env_file(tmp_path, **changes))
+def rendered(tmp_path: Path, *options: str, **changes: str | None) -> dict:
+    result = compose_config(env_file(tmp_path, **changes), *options)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -134,6 +135,40 @@ def test_compose_config_with_env_example_renders_the_stack(tmp_path):
     # folder the ingestor loads, which the generator compares with its own.
     assert gen["environment"] == {"INGEST_RUN_AS": "root", "HOST_DATA_DIR": "./data"}
     assert set(config["volumes"]) == {"db-data", "ingest-state"}
+
+
+def test_the_monitoring_profile_adds_a_pushgateway_and_a_prometheus_on_loopback(tmp_path):
+    """`--profile monitoring`: two services more, pinned images, the rules mounted, the port
+    on 127.0.0.1 only; the other services exactly as without the profile."""
+    settings = {"POSTGRES_PASSWORD": PASSWORD, "INGEST_DB_PASSWORD": INGEST_PASSWORD}
+    default = rendered(tmp_path, **settings)
+    config = rendered(tmp_path, "--profile", "monitoring", PROMETHEUS_PORT="19090", **settings)
+    services = config["services"]
+    assert set(services) == {"db", "generator", "ingestor", "pushgateway", "prometheus"}
+    assert {name: services[name] for name in default["services"]} == default["services"]
+    assert config["volumes"] == default["volumes"]
+
+    gateway, prom = services["pushgateway"], services["prometheus"]
+    assert re.fullmatch(r"prom/pushgateway:v\d+\.\d+\.\d+", gateway["image"])
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prom["image"])
+    assert "ports" not in gateway  # reached by the ingestor and Prometheus only
+    assert [(p["host_ip"], str(p["published"]), p["target"]) for p in prom["ports"]] == \
+        [("127.0.0.1", "19090", 9090)]
+    mounts = {v["target"]: (v["source"], v.get("read_only")) for v in prom["volumes"]}
+    assert mounts["/etc/prometheus/prometheus.yml"] == \
+        (str(REPO / "monitoring" / "prometheus.yml"), True)
+    assert mounts["/etc/prometheus/rules/wearables-ingest.yml"] == \
+        (str(REPO / "monitoring" / "alerts.yml"), True)
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prom["command"]
+    # The stack's Prometheus scrapes the profile's gateway, keeping the pushed job label.
+    scrape = (REPO / "monitoring" / "prometheus.yml").read_text()
+    assert '"pushgateway:9091"' in scrape and "honor_labels: true" in scrape
+    assert "/etc/prometheus/rules/*.yml" in scrape
+    # The ingestor pushes only where PUSHGATEWAY_URL says (empty by default: nowhere).
+    assert default["services"]["ingestor"]["environment"]["PUSHGATEWAY_URL"] == ""
+    pushing = rendered(tmp_path, PUSHGATEWAY_URL="http://pushgateway:9091", **settings)
+    assert pushing["services"]["ingestor"]["environment"]["PUSHGATEWAY_URL"] == \
+        "http://pushgateway:9091"
 
 
 def test_compose_settings_come_from_env(tmp_path):
