@@ -48,3 +48,24 @@ def test_mask_url_leaves_urls_without_password_alone():
 def test_bad_numbers_are_config_errors_naming_the_setting(name, value):
     with pytest.raises(ConfigError, match=f"^{name}="):
         load({name: value}, dotenv=None)
+
+
+def test_pushgateway_url_is_off_by_default_and_takes_http_urls_or_host_port():
+    assert load({}, dotenv=None).pushgateway_url is None
+    assert load({}, dotenv=None).stale_after_hours == 48
+    for url in ("http://pushgateway:9091", "https://gw.example.org/prefix", "gw:9091"):
+        assert load({"PUSHGATEWAY_URL": f" {url} "}, dotenv=None).pushgateway_url == url
+    assert load({"STALE_AFTER_HOURS": "72"}, dotenv=None).stale_after_hours == 72
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"PUSHGATEWAY_URL": "ftp://gw:9091"}, "PUSHGATEWAY_URL='ftp://gw:9091' is not an http(s)"),
+    ({"PUSHGATEWAY_URL": "ftp://u:secret@gw"}, "PUSHGATEWAY_URL='ftp://u:***@gw' is not"),
+    ({"STALE_AFTER_HOURS": "0"}, "STALE_AFTER_HOURS='0' must be more than 0"),
+    ({"STALE_AFTER_HOURS": "two days"}, "STALE_AFTER_HOURS='two days' is not a number of hours"),
+])
+def test_bad_prometheus_settings_are_config_errors_without_the_password(env, message):
+    with pytest.raises(ConfigError) as e:
+        load(env, dotenv=None)
+    assert str(e.value).startswith(message)
+    assert "secret" not in str(e.value)
