@@ -12,12 +12,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
 from wearables_ingest.errors import ConfigError
+from wearables_ingest.masking import mask
 
 # name -> (default, meaning): the one list of settings. .env.example and
 # docs/settings.md document the same names; a test keeps them in step.
@@ -85,18 +85,9 @@ class Config:
     def target(self) -> str:
         """Where the loader connects, for messages: never includes the password."""
         if "dsn" in self.connect_args:
-            return mask_url(self.connect_args["dsn"])
+            return mask(self.connect_args["dsn"])
         a = self.connect_args
         return f"{a.get('user', '')}@{a.get('host', '')}:{a.get('port', '')}/{a.get('dbname', '')}"
-
-
-def mask_url(url: str) -> str:
-    """A connection URL with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def _whole(env: Mapping[str, str], name: str, minimum: int) -> int:
