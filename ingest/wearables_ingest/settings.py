@@ -30,6 +30,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "DATABASE_URL": ("", "one libpq connection URL instead of the PG* settings"),
     "DATA_DIR": ("/data", "folder of metric CSV files, or of participant_NNN folders"),
     "CHECKPOINT_FILE": ("/checkpoint/last_run.json", "where the checkpoint is kept"),
+    "REJECTS_MAX_MB": ("10", "size of rejects.csv at which it moves to rejects.csv.1 "
+                             "(replacing the one before)"),
     "PARTICIPANT_ID": ("", "participant of a data folder whose name carries no number "
                            "(a participant_NNN folder is participant NNN)"),
     "INGEST_METHOD": ("copy", "how rows are written: copy (fast) or values (INSERT ... VALUES)"),
@@ -71,6 +73,7 @@ class Config:
     status_complete_pct: float = 95.0
     status_tz: str = "UTC"
     status_max_age_hours: float = 26.0
+    rejects_max_bytes: int = 10_000_000
 
     @property
     def rejects_file(self) -> Path:
@@ -198,4 +201,6 @@ def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".
         status_complete_pct=_number(env, "STATUS_COMPLETE_PCT", 0, 100, "percent"),
         status_tz=_time_zone(env["STATUS_TZ"], "STATUS_TZ"),
         status_max_age_hours=_number(env, "STATUS_MAX_AGE_HOURS", 0, 24 * 366, "hours"),
+        rejects_max_bytes=round(_number(env, "REJECTS_MAX_MB", 0, 1_000_000, "megabytes")
+                                * 1_000_000),
     )
