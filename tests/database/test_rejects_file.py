@@ -37,3 +37,18 @@ def test_the_rejects_file_stays_within_its_size_setting(tmp_path, run_ingest):
     assert state.joinpath("rejects.csv").stat().st_size <= 1_000
     assert state.joinpath("rejects.csv.1").stat().st_size <= 1_000
     assert "fast29" in state.joinpath("rejects.csv").read_text()
+
+
+def test_the_state_folder_holds_the_checkpoint_and_rejects_private(tmp_path, run_ingest):
+    data = tmp_path / DATA
+    synth(data, "--days", "1")
+    with (data / "br.csv").open("a") as f:
+        f.write("2024-01-02T00:00:00+00:00,fast\n")
+    assert run_ingest().returncode == 0
+    state = tmp_path / "state"
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in state.iterdir()
+             if p.name != "last_run.json.lock"}
+    assert modes == {"last_run.json": 0o600, "rejects.csv": 0o600,
+                     "wearables_ingest.prom": 0o644}
+    metrics = state.joinpath("wearables_ingest.prom").read_text()
+    assert "fast" not in metrics and 'participant="1"' in metrics

@@ -276,3 +276,34 @@ def test_the_owner_still_may_compress_and_schedule(full_timescaledb):
     # The roles still read what they read (a compressed chunk too).
     assert query(stack.analyst, "SELECT count(*) FROM raw_data") == [(1,)]
     assert query(stack.ingest, "SELECT count(*) FROM raw_data") == [(1,)]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_running_the_script_again_takes_back_what_an_update_gave_public(full_timescaledb, role):
+    """A TimescaleDB update may create functions afresh, executable by PUBLIC again."""
+    stack = full_timescaledb
+    execute(stack.admin, "GRANT EXECUTE ON FUNCTION lo_from_bytea(oid, bytea), "
+                         "add_job(regproc, interval, jsonb, timestamptz, boolean, regproc, "
+                         "boolean, text, text) TO PUBLIC")
+    result = init_script(stack.admin, INGEST_DB_PASSWORD=INGEST_PASSWORD,
+                         INGEST_DB_USER=stack.ingest_role, ANALYST_DB_PASSWORD=ANALYST_PASSWORD,
+                         ANALYST_DB_USER=stack.analyst_role)
+    assert result.returncode == 0, result.stderr
+    refused(stack.as_role(role), "SELECT lo_from_bytea(0, 'x'::bytea)")
+    refused(stack.as_role(role), TIMESCALEDB_CALLS[0])
+
+
+# --- what PostgreSQL never gives a role that is not a superuser ----------------------------
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("statement", [
+    "SELECT rolpassword FROM pg_authid",
+    "COPY raw_data TO '/tmp/wearables-raw.csv'",
+    "COPY raw_data FROM '/etc/hostname'",
+    "COPY (SELECT 1) TO PROGRAM 'true'",
+    "SET session_replication_role = replica",
+    "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+])
+def test_neither_role_may_read_passwords_reach_server_files_or_extensions(stack, role,
+                                                                         statement):
+    refused(stack.as_role(role), statement)
