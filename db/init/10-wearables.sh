@@ -95,7 +95,7 @@ SELECT format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', p.oid::regprocedure)
 FROM pg_proc p
 JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'timescaledb'
-WHERE p.pronamespace IN ('public'::regnamespace, 'timescaledb_experimental'::regnamespace)
+WHERE p.pronamespace::regnamespace::text IN ('public', 'timescaledb_experimental')
   AND p.proname ~ ('^(add|alter|remove|delete|run|drop|create|set|attach|detach|enable|'
                    'disable|compress|decompress|recompress|convert|reorder|move|merge|'
                    'split|refresh|timescaledb_pre|timescaledb_post)_') \gexec

@@ -307,3 +307,23 @@ def test_running_the_script_again_takes_back_what_an_update_gave_public(full_tim
 def test_neither_role_may_read_passwords_reach_server_files_or_extensions(stack, role,
                                                                          statement):
     refused(stack.as_role(role), statement)
+
+
+def test_a_database_from_before_the_run_functions_needs_the_init_script_again(stack):
+    execute(stack.admin, "DROP FUNCTION ingest_run_start(text), "
+                         "ingest_run_end(bigint, text, text, jsonb, text)")
+    db = open_database(stack.ingest)
+    try:
+        with pytest.raises(DatabaseError, match="needs db/init/10-wearables.sh run again"):
+            database.ensure_schema(db)  # the role may not create them
+    finally:
+        db.close()
+    result = init_script(stack.admin, INGEST_DB_PASSWORD=INGEST_PASSWORD,
+                         INGEST_DB_USER=stack.ingest_role)
+    assert result.returncode == 0, result.stderr
+    db = loader_db(stack.ingest)
+    try:
+        database.end_run(db, database.start_run(db, "manual"), "ok", {}, None)
+    finally:
+        db.close()
+    assert query(stack.admin, "SELECT status FROM ingest_runs") == [("ok",)]
