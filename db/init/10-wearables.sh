@@ -99,6 +99,20 @@ WHERE p.pronamespace::regnamespace::text IN ('public', 'timescaledb_experimental
   AND p.proname ~ ('^(add|alter|remove|delete|run|drop|create|set|attach|detach|enable|'
                    'disable|compress|decompress|recompress|convert|reorder|move|merge|'
                    'split|refresh|timescaledb_pre|timescaledb_post)_') \gexec
+-- Its internal functions that change chunks, jobs or workers check no owner:
+-- _timescaledb_functions.drop_chunk drops a chunk, its rows with it, for any
+-- role that may call it. TimescaleDB's own jobs run as their owner, unaffected.
+SELECT format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', p.oid::regprocedure)
+FROM pg_proc p
+JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'timescaledb'
+WHERE p.pronamespace::regnamespace::text IN ('_timescaledb_functions', '_timescaledb_internal')
+  AND (p.proname ~ ('^(alter|attach|create|drop|freeze|unfreeze|rebuild|recompress|remove|'
+                    'restart|start|stop|lock)_')
+       OR p.proname IN ('chunk_constraint_add_table_constraint', 'chunk_rewrite_cleanup',
+                        'chunk_statistics_reset', 'constraint_clone',
+                        'hypertable_osm_range_update')
+       OR (p.proname LIKE 'policy\_%' AND p.proname NOT LIKE '%\_check')) \gexec
 GRANT USAGE ON SCHEMA public TO :"ingest_user";
 REVOKE ALL ON TABLE raw_data FROM :"ingest_user";
 GRANT SELECT, INSERT ON TABLE raw_data TO :"ingest_user";

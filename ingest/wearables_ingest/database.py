@@ -112,13 +112,13 @@ def translated(target: str, known: Iterable[str] = ()) -> Iterator[None]:
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
         reason = mask(first_line(e), known)
         if isinstance(e, psycopg2.errors.QueryCanceled):  # a timeout, not a lost connection
-            raise DatabaseError(mask(f"database error at {target}: {reason}")) from None
-        raise ConnectionLost(mask(f"lost the database at {target}: {reason}"), reason) from None
+            raise DatabaseError(f"database error at {mask(target)}: {reason}") from None
+        raise ConnectionLost(f"lost the database at {mask(target)}: {reason}", reason) from None
     except (psycopg2.IntegrityError, psycopg2.DataError) as e:
         raise RowsRefused(mask(first_line(e), known)) from None
     except psycopg2.Error as e:
         reason = mask(first_line(e), known)
-        raise DatabaseError(mask(f"database error at {target}: {reason}")) from None
+        raise DatabaseError(f"database error at {mask(target)}: {reason}") from None
 
 
 def connect(connect_args: Mapping[str, str], target: str, timeout_s: int = 10) -> Connection:
@@ -129,7 +129,7 @@ def connect(connect_args: Mapping[str, str], target: str, timeout_s: int = 10) -
                                 options="-c timezone=UTC")  # offset-less timestamps are UTC
     except psycopg2.Error as e:
         reason = mask(first_line(e), known_passwords(connect_args))
-        raise ConnectionLost(mask(f"cannot connect to {target}: {reason}"), reason) from None
+        raise ConnectionLost(f"cannot connect to {mask(target)}: {reason}", reason) from None
 
 
 @dataclass

@@ -21,10 +21,13 @@ MASK = "***"
 
 # libpq's user-info ends at the first '@'; a password cannot hold an unencoded '@' or '/'.
 _USERINFO = re.compile(r"(?i)(\bpostgres(?:ql)?://[^\s:@/?#]*:)([^@/\n]*)(?=@)")
-_QUERY = re.compile(r"(?i)([?&]password=)([^&#\s]*)")
+# A value masked before, followed by what a message puts after it, stays as it is
+# (masking again would take the ": reason" after it along).
+_MASKED = r"\*\*\*(?=[:;,)\s]|$)|"
+_QUERY = re.compile(r"(?i)([?&]password=)(" + _MASKED + r"[^&#\s]*)")
 # Keyword/value: a quoted value (backslash escapes inside), or one up to white space.
 _KEYWORD = re.compile(r"(?i)(?<![\w?&])((?:PG)?password\s*=\s*)"
-                      r"('(?:\\.|[^'\\])*'?|(?:\\.|[^\s\\])+)")
+                      r"(" + _MASKED + r"'(?:\\.|[^'\\])*'?|(?:\\.|[^\s\\])+)")
 _UNESCAPE = re.compile(r"\\(.)")
 
 

@@ -200,6 +200,42 @@ def test_the_analyst_cannot_record_a_run(stack):
     assert query(stack.admin, "SELECT count(*) FROM ingest_runs") == [(0,)]
 
 
+# --- TimescaleDB's internal chunk functions (every edition) --------------------------------
+
+INTERNAL_CALLS = [
+    "SELECT _timescaledb_functions.drop_chunk('{chunk}')",  # would drop the chunk's rows
+    "SELECT _timescaledb_internal.drop_chunk('{chunk}')",
+    "SELECT _timescaledb_functions.freeze_chunk('{chunk}')",
+    "SELECT _timescaledb_functions.unfreeze_chunk('{chunk}')",
+    "SELECT _timescaledb_functions.create_chunk('raw_data', "
+    "'{{\"ts\": [1700000000000000, 1700600000000000]}}')",
+    "SELECT _timescaledb_functions.remove_dropped_chunk_metadata(1)",
+    "SELECT _timescaledb_functions.chunk_statistics_reset()",
+    "SELECT _timescaledb_functions.stop_background_workers()",
+    "CALL _timescaledb_functions.policy_retention(1, '{{\"hypertable_id\": 1, "
+    "\"drop_after\": \"1 day\"}}')",
+]
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("call", INTERNAL_CALLS)
+def test_neither_role_may_call_timescaledbs_internal_chunk_functions(stack, role, call):
+    [(chunk,)] = query(stack.admin, "SELECT show_chunks('raw_data')::text")
+    message = refused(stack.as_role(role), call.format(chunk=chunk))
+    assert re.match(r"permission denied for (function|procedure) ", message), message
+    assert query(stack.admin, "SELECT show_chunks('raw_data')::text") == [(chunk,)]
+    assert query(stack.admin, "SELECT count(*) FROM raw_data") == [(1,)]
+
+
+def test_the_roles_still_read_timescaledbs_catalog_views(stack):
+    """What the loader and analysts query: the hypertable, its chunks, time_bucket."""
+    for url in (stack.ingest, stack.analyst):
+        assert query(url, "SELECT count(*) FROM timescaledb_information.hypertables") == [(1,)]
+        assert query(url, "SELECT count(*) FROM timescaledb_information.chunks") == [(1,)]
+        assert query(url, "SELECT time_bucket('1 hour', ts)::text, avg(value) FROM raw_data "
+                          "GROUP BY 1") == [("2024-01-01 00:00:00+00", 60.0)]
+
+
 # --- TimescaleDB: jobs, policies and chunks -----------------------------------------------
 
 @pytest.fixture

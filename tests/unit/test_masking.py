@@ -92,3 +92,12 @@ def test_the_log_filter_masks_each_line():
     assert masking.filter(record)
     # Unquoted, a value runs to the next white space, as libpq reads it: the colon goes too.
     assert record.getMessage() == "cannot connect to host=h password=*** bad ***"
+
+
+@pytest.mark.parametrize("text", [
+    "cannot connect to postgresql://u@h:1/db?password=***: connection refused",
+    "cannot connect to host=h port=1 password=***: connection refused",
+    "cannot connect to postgresql://u:***@h:1/db: connection refused",
+])
+def test_masking_twice_changes_nothing(text):
+    assert mask(text) == text
