@@ -29,6 +29,13 @@
 # CONNECT and TEMPORARY (the loader's COPY stages rows in a temporary table) on
 # the database, USAGE on schema public, and SELECT and INSERT on raw_data:
 # it cannot change or delete a row, empty or drop the table, or create one.
+# Its run records it writes through schema.sql's ingest_run_start/_end only.
+#
+# For every role but the superuser, the script also takes back what PostgreSQL
+# and TimescaleDB give PUBLIC: CONNECT and TEMPORARY on this database (granted
+# back to the roles above), on postgres and on the templates; the large-object
+# functions; TimescaleDB's job, policy and chunk functions, public and internal
+# (docs/security.md lists them; run the script again after a TimescaleDB update).
 #
 # The analysts' role, only when ANALYST_DB_PASSWORD is set, gets CONNECT on the
 # database, USAGE on schema public and SELECT on raw_data, ingest_coverage,
