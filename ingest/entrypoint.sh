@@ -63,12 +63,22 @@ if [ "$#" -gt 0 ]; then
 fi
 
 schedule=${INGEST_SCHEDULE:-0 1 * * *}
+# The schedule becomes the start of a crontab line: only what a cron field holds
+# (digits, names such as mon or jan, * , - /) and spaces between fields. A tab,
+# newline or backslash could end the line early or add another one, so the
+# value is not even repeated in the message then.
+fieldchars='0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ*,/-'
+case $schedule in
+    *[!"$fieldchars "]*)
+        die "INGEST_SCHEDULE holds a character cron does not read in a schedule (a tab, newline, backslash or other): use five fields of digits, names and * , - / separated by spaces" ;;
+esac
 set -f   # the fields hold '*': no file name expansion
 # shellcheck disable=SC2086  # split on purpose
 set -- $schedule
 set +f
 [ "$#" -eq 5 ] ||
     die "INGEST_SCHEDULE='$schedule' must be five cron fields: minute hour day-of-month month day-of-week"
+schedule="$1 $2 $3 $4 $5"
 
 job_user=$(id -un)
 [ "$drop" = no ] || job_user=$RUN_AS
@@ -82,10 +92,11 @@ date +%s >"$ENV_DIR/started"
 chmod 0644 "$ENV_DIR/started"
 
 # The crontab with the schedule's five fields replacing the job line's, as the
-# job user's. crontab(1) checks it: a bad schedule stops the container here, with its error.
-awk -v s="$schedule" '
+# job user's (from the environment: awk -v would expand backslash escapes).
+# crontab(1) checks it: a bad schedule stops the container here, with its error.
+SCHEDULE=$schedule awk '
     /^[ \t]*(#|$)/ || /^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*=/ { print; next }
-    { for (i = 1; i <= 5; i++) sub(/^[ \t]*[^ \t]+[ \t]+/, ""); print s " " $0 }
+    { for (i = 1; i <= 5; i++) sub(/^[ \t]*[^ \t]+[ \t]+/, ""); print ENVIRON["SCHEDULE"] " " $0 }
 ' "$APP_DIR/crontab" >"$ENV_DIR/crontab"
 crontab -u "$job_user" "$ENV_DIR/crontab" ||
     die "INGEST_SCHEDULE='$schedule' is not a valid cron schedule"

@@ -29,6 +29,13 @@
 # CONNECT and TEMPORARY (the loader's COPY stages rows in a temporary table) on
 # the database, USAGE on schema public, and SELECT and INSERT on raw_data:
 # it cannot change or delete a row, empty or drop the table, or create one.
+# Its run records it writes through schema.sql's ingest_run_start/_end only.
+#
+# For every role but the superuser, the script also takes back what PostgreSQL
+# and TimescaleDB give PUBLIC: CONNECT and TEMPORARY on this database (granted
+# back to the roles above), on postgres and on the templates; the large-object
+# functions; TimescaleDB's job, policy and chunk functions, public and internal
+# (docs/security.md lists them; run the script again after a TimescaleDB update).
 #
 # The analysts' role, only when ANALYST_DB_PASSWORD is set, gets CONNECT on the
 # database, USAGE on schema public and SELECT on raw_data, ingest_coverage,
@@ -78,16 +85,54 @@ ALTER ROLE :"ingest_user" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLI
 GRANT CONNECT, TEMPORARY ON DATABASE :"ingest_database" TO :"ingest_user";
 -- PostgreSQL 15's default, stated: only the schema's owner creates objects in it.
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+-- PostgreSQL lets every role connect to every database and create temporary
+-- tables there: here only the roles granted it may (the analyst may not), and no
+-- role but the superuser reaches postgres or the templates.
+SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', datname) FROM pg_database
+WHERE datname IN (current_database(), 'postgres', 'template0', 'template1') \gexec
+-- Large objects are storage outside every table's grants (lo_from_bytea writes
+-- one of any size): no role but the superuser may use them.
+SELECT format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', oid::regprocedure) FROM pg_proc
+WHERE pronamespace = 'pg_catalog'::regnamespace
+  AND (proname LIKE 'lo\_%' OR proname IN ('loread', 'lowrite')) \gexec
+-- TimescaleDB's functions that schedule jobs, add or remove policies, or change
+-- chunks and hypertables: for the owner only (a role may otherwise add a job
+-- that runs whenever it likes, and compress or move chunks it can read).
+SELECT format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', p.oid::regprocedure)
+FROM pg_proc p
+JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'timescaledb'
+WHERE p.pronamespace::regnamespace::text IN ('public', 'timescaledb_experimental')
+  AND p.proname ~ ('^(add|alter|remove|delete|run|drop|create|set|attach|detach|enable|'
+                   'disable|compress|decompress|recompress|convert|reorder|move|merge|'
+                   'split|refresh|timescaledb_pre|timescaledb_post)_') \gexec
+-- Its internal functions that change chunks, jobs or workers check no owner:
+-- _timescaledb_functions.drop_chunk drops a chunk, its rows with it, for any
+-- role that may call it. TimescaleDB's own jobs run as their owner, unaffected.
+SELECT format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', p.oid::regprocedure)
+FROM pg_proc p
+JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'timescaledb'
+WHERE p.pronamespace::regnamespace::text IN ('_timescaledb_functions', '_timescaledb_internal')
+  AND (p.proname ~ ('^(alter|attach|create|drop|freeze|unfreeze|rebuild|recompress|remove|'
+                    'restart|start|stop|lock)_')
+       OR p.proname IN ('chunk_constraint_add_table_constraint', 'chunk_rewrite_cleanup',
+                        'chunk_statistics_reset', 'constraint_clone',
+                        'hypertable_osm_range_update')
+       OR (p.proname LIKE 'policy\_%' AND p.proname NOT LIKE '%\_check')) \gexec
 GRANT USAGE ON SCHEMA public TO :"ingest_user";
 REVOKE ALL ON TABLE raw_data FROM :"ingest_user";
 GRANT SELECT, INSERT ON TABLE raw_data TO :"ingest_user";
 -- The coverage it keeps beside the rows (status reads it): add to it; --full recounts.
 REVOKE ALL ON TABLE ingest_coverage FROM :"ingest_user";
 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE ingest_coverage TO :"ingest_user";
--- Its own run records: start one (INSERT, the id from the sequence), complete it (UPDATE).
+-- Its own run records, through schema.sql's two functions only: it starts a run and
+-- completes that one, once (no INSERT, UPDATE or DELETE on the table itself).
 REVOKE ALL ON TABLE ingest_runs FROM :"ingest_user";
-GRANT SELECT, INSERT, UPDATE ON TABLE ingest_runs TO :"ingest_user";
-GRANT USAGE ON SEQUENCE ingest_runs_run_id_seq TO :"ingest_user";
+REVOKE ALL ON SEQUENCE ingest_runs_run_id_seq FROM :"ingest_user";
+GRANT SELECT ON TABLE ingest_runs TO :"ingest_user";
+GRANT EXECUTE ON FUNCTION ingest_run_start(text),
+    ingest_run_end(bigint, text, text, jsonb, text) TO :"ingest_user";
 -- What `status` reads beside the coverage and the runs (run in the ingestor).
 REVOKE ALL ON TABLE metric_expected, participant_metrics FROM :"ingest_user";
 GRANT SELECT ON TABLE metric_expected, participant_metrics TO :"ingest_user";
@@ -101,8 +146,6 @@ SELECT format('CREATE ROLE %I', :'analyst_user')
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'analyst_user') \gexec
 ALTER ROLE :"analyst_user" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
     NOBYPASSRLS INHERIT PASSWORD :'analyst_password';
--- PostgreSQL lets PUBLIC create temporary tables; only the roles granted it may.
-REVOKE TEMPORARY ON DATABASE :"ingest_database" FROM PUBLIC;
 REVOKE ALL ON DATABASE :"ingest_database" FROM :"analyst_user";
 GRANT CONNECT ON DATABASE :"ingest_database" TO :"analyst_user";
 GRANT USAGE ON SCHEMA public TO :"analyst_user";

@@ -28,6 +28,7 @@ from wearables_ingest import coverage, plot, report, status
 from wearables_ingest.atomic import write_atomically
 from wearables_ingest.database import Database
 from wearables_ingest.errors import CheckpointError, IngestError, LockedError
+from wearables_ingest.masking import MaskingFilter, known_passwords, mask_all
 
 if TYPE_CHECKING:
     from wearables_ingest.results import FileResult, RunResult
@@ -41,6 +42,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_LOCKED = 75  # EX_TEMPFAIL: nothing is wrong, try again later
 EXIT_INTERRUPTED = 130
 log = logging.getLogger("wearables_ingest")
+_masking = MaskingFilter()  # on stderr's handler: no log line shows a password
 
 
 def _names(text: str) -> set[str]:
@@ -162,13 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def failed(e: BaseException, status: int) -> int:
         log.error("%s", e)
         if args.json:
-            print(json.dumps(report.error_json(str(e), started, time.monotonic() - clock,
-                                               status)))
+            _print_json(report.error_json(str(e), started, time.monotonic() - clock, status))
         return status
 
     try:
-        cfg = load()
-        log.setLevel(cfg.log_level)
+        cfg = _loaded(load())
         if args.method:
             cfg = dataclasses.replace(cfg, method=args.method)
         if args.verify:
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = time.monotonic() - clock
     _write_metrics(cfg, args, result, clock)
     if args.json:
-        print(json.dumps(report.as_json(result, started, seconds)))
+        _print_json(report.as_json(result, started, seconds))
     else:
         print(report.totals_line(result, seconds))
     if result.total("rejected"):
@@ -207,6 +207,20 @@ def _start_logging() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # each line reaches cron's log as it happens
     logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S%z", level=logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_masking)
+
+
+def _print_json(value: dict) -> None:
+    """One JSON object on stdout, every password in it masked."""
+    print(json.dumps(mask_all(value, _masking.known)))
+
+
+def _loaded(cfg: Config) -> Config:
+    """The settings, now that they are read: their passwords are masked from here on."""
+    _masking.known = known_passwords(cfg.connect_args)
+    log.setLevel(cfg.log_level)
+    return cfg
 
 
 def _load(cfg: Config, args: argparse.Namespace) -> RunResult:
@@ -360,8 +374,7 @@ def status_main(argv: Sequence[str]) -> int:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     clock = time.monotonic()
     try:
-        cfg = load()
-        log.setLevel(cfg.log_level)
+        cfg = _loaded(load())
         st = _status(cfg, args)
         if args.plot is not None:
             try:
@@ -371,11 +384,11 @@ def status_main(argv: Sequence[str]) -> int:
     except IngestError as e:
         log.error("%s", e)
         if args.json:
-            print(json.dumps(report.error_json(str(e), started, time.monotonic() - clock,
-                                               EXIT_FAILED)))
+            _print_json(report.error_json(str(e), started, time.monotonic() - clock,
+                                          EXIT_FAILED))
         return EXIT_FAILED
     if args.json:
-        print(json.dumps(report.status_json(st)))
+        _print_json(report.status_json(st))
     else:
         for line in report.status_lines(st):
             print(line)

@@ -2,13 +2,14 @@
 
 This module and writer.py are the only ones that import the driver. Every
 driver error leaves them as one of the package's own (errors.py), with a
-one-line message that names the database without its password.
+one-line message that names the database without its password (masking.py
+masks every form of it, also where the driver quotes a connection string).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -22,6 +23,7 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json
 
 from wearables_ingest.errors import ConnectionLost, DatabaseError, RowsRefused
+from wearables_ingest.masking import known_passwords, mask
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,10 +38,12 @@ def schema_sql() -> str:
     return files("wearables_ingest").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
-RUN_START = sql.SQL("INSERT INTO {runs} (trigger) VALUES (%s) RETURNING run_id").format(
-    runs=sql.Identifier(RUNS))
-RUN_END = sql.SQL("UPDATE {runs} SET finished = now(), status = %s, metrics = %s, error = %s "
-                  "WHERE run_id = %s").format(runs=sql.Identifier(RUNS))
+# Through schema.sql's functions: the loader's role may not write ingest_runs itself.
+RUN_START = "SELECT new_run, run_key FROM ingest_run_start(%s)"
+RUN_END = "SELECT ingest_run_end(%s, %s, %s, %s, %s)"
+RUN_FUNCTIONS_EXIST = ("SELECT to_regprocedure('ingest_run_start(text)') IS NOT NULL AND "
+                       "to_regprocedure('ingest_run_end(bigint, text, text, jsonb, text)') "
+                       "IS NOT NULL")
 SUMMARY = sql.SQL("SELECT participant, metric, count(*), min(ts) AT TIME ZONE 'UTC', "
                   "max(ts) AT TIME ZONE 'UTC' FROM {table} GROUP BY 1, 2").format(
                       table=sql.Identifier(TABLE))
@@ -98,30 +102,34 @@ def first_line(e: BaseException) -> str:
 
 
 @contextmanager
-def translated(target: str) -> Iterator[None]:
-    """Turn driver errors raised inside into the package's own, naming ``target``."""
+def translated(target: str, known: Iterable[str] = ()) -> Iterator[None]:
+    """Turn driver errors raised inside into the package's own, naming ``target``.
+
+    ``known``: passwords to mask in the driver's text (with every libpq form of one).
+    """
     try:
         yield
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+        reason = mask(first_line(e), known)
         if isinstance(e, psycopg2.errors.QueryCanceled):  # a timeout, not a lost connection
-            raise DatabaseError(f"database error at {target}: {first_line(e)}") from None
-        reason = first_line(e)
-        raise ConnectionLost(f"lost the database at {target}: {reason}", reason) from None
+            raise DatabaseError(f"database error at {mask(target)}: {reason}") from None
+        raise ConnectionLost(f"lost the database at {mask(target)}: {reason}", reason) from None
     except (psycopg2.IntegrityError, psycopg2.DataError) as e:
-        raise RowsRefused(first_line(e)) from None
+        raise RowsRefused(mask(first_line(e), known)) from None
     except psycopg2.Error as e:
-        raise DatabaseError(f"database error at {target}: {first_line(e)}") from None
+        reason = mask(first_line(e), known)
+        raise DatabaseError(f"database error at {mask(target)}: {reason}") from None
 
 
 def connect(connect_args: Mapping[str, str], target: str, timeout_s: int = 10) -> Connection:
-    """Open a connection; ``target`` (with no password) names it in the error."""
+    """Open a connection; ``target`` names it in the error, every password masked."""
     try:
         return psycopg2.connect(**connect_args, connect_timeout=timeout_s,
                                 application_name="wearables-ingest",
                                 options="-c timezone=UTC")  # offset-less timestamps are UTC
     except psycopg2.Error as e:
-        reason = first_line(e)
-        raise ConnectionLost(f"cannot connect to {target}: {reason}", reason) from None
+        reason = mask(first_line(e), known_passwords(connect_args))
+        raise ConnectionLost(f"cannot connect to {mask(target)}: {reason}", reason) from None
 
 
 @dataclass
@@ -134,6 +142,7 @@ class Database:
     retry_delay: float = 2.0
     on_retry: Callable[[str], None] = lambda text: None
     conn: Connection | None = field(default=None, repr=False)
+    run_keys: dict[int, str] = field(default_factory=dict, repr=False)  # run_id -> its key
 
     def open(self) -> Database:
         """Connect, trying ``retries`` more times with doubling delays before giving up."""
@@ -151,6 +160,10 @@ class Database:
                 time.sleep(wait)
         raise AssertionError("unreachable")
 
+    def passwords(self) -> set[str]:
+        """The passwords this connection may use, to mask them in every message."""
+        return known_passwords(self.connect_args)
+
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
@@ -160,14 +173,14 @@ class Database:
     def transaction(self) -> Iterator[Cursor]:
         """A cursor in a transaction: committed when the block ends, rolled back on an error."""
         assert self.conn is not None, "open() first"
-        with translated(self.target), self.conn, self.conn.cursor() as cur:
+        with translated(self.target, self.passwords()), self.conn, self.conn.cursor() as cur:
             yield cur
 
     @contextmanager
     def rolled_back(self) -> Iterator[Cursor]:
         """A cursor in a transaction that is always rolled back (counting, never writing)."""
         assert self.conn is not None, "open() first"
-        with translated(self.target):
+        with translated(self.target, self.passwords()):
             try:
                 with self.conn.cursor() as cur:
                     yield cur
@@ -187,7 +200,9 @@ def ensure_schema(db: Database) -> None:
             cur.execute(IS_HYPERTABLE)
             hypertable = cur.fetchone() is not None
             cur.execute(TABLES_EXIST)
-            if hypertable and cur.fetchone()[0]:
+            tables = cur.fetchone()[0]
+            cur.execute(RUN_FUNCTIONS_EXIST)
+            if hypertable and tables and cur.fetchone()[0]:
                 return
     try:
         with db.transaction() as cur:
@@ -206,16 +221,23 @@ def schema_exists(db: Database) -> bool:
 
 
 def start_run(db: Database, trigger: str) -> int:
-    """Record that a run started; return its run_id."""
+    """Record that a run started; return its run_id (the key to complete it stays in ``db``)."""
     with db.transaction() as cur:
         cur.execute(RUN_START, (trigger,))
-        return cur.fetchone()[0]
+        run_id, key = cur.fetchone()
+    db.run_keys[run_id] = key
+    return run_id
 
 
 def end_run(db: Database, run_id: int, status: str, metrics: dict, error: str | None) -> None:
-    """Complete the run's record: status, per-metric counts (JSON) and the error, if any."""
+    """Complete the run's record: status, per-metric counts (JSON) and the error, if any.
+
+    The error is stored with every password masked: analysts read ingest_runs.
+    """
+    text = None if error is None else mask(error, db.passwords())
     with db.transaction() as cur:
-        cur.execute(RUN_END, (status, Json(metrics), error, run_id))
+        cur.execute(RUN_END, (run_id, db.run_keys.get(run_id, ""), status, Json(metrics), text))
+    db.run_keys.pop(run_id, None)
 
 
 def _probe(db: Database, statement: sql.Composed,

@@ -405,7 +405,8 @@ def _done(result: FileResult, cfg: Config, cp: checkpoint.Checkpoint, saver: _Sa
         log.error("%s", result.error)
     elif not outcome.dry_run:
         if result.rejects:
-            rejects.append(cfg.rejects_file, result.source, result.rejects)
+            rejects.append(cfg.rejects_file, result.source, result.rejects,
+                           cfg.rejects_max_bytes)
         end = result.end
         if (result.last_ts is not None or result.reloaded or entry is None
                 or end.offset != entry.offset):

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from wearables_ingest.database import Database
-from wearables_ingest.settings import Config, load, mask_url
+from wearables_ingest.masking import mask
+from wearables_ingest.settings import Config, load
 
 # COPY streams the rows as text, far faster than fetching millions of tuples. ts
 # travels as whole microseconds since 1970 (exact, and no time zone text to parse);
@@ -33,7 +34,7 @@ def _utc(when: datetime | str | pd.Timestamp) -> pd.Timestamp:
 
 def _database(source: str | Config | None) -> Database:
     if isinstance(source, str):
-        return Database({"dsn": source}, mask_url(source), retries=0)
+        return Database({"dsn": source}, mask(source), retries=0)
     cfg = load() if source is None else source
     return Database(cfg.connect_args, cfg.target(), cfg.retries, cfg.retry_delay)
 

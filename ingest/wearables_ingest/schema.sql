@@ -30,6 +30,44 @@ CREATE TABLE IF NOT EXISTS ingest_runs (
   metrics   JSONB,
   error     TEXT
 );
+-- Runs are recorded through the two functions below, so the loader's role needs
+-- no INSERT or UPDATE on the table: it completes only a run it started (it holds
+-- that run's random key; the table keeps the key's hash), once, while it is
+-- 'running', and cannot change or delete any other record (docs/security.md).
+ALTER TABLE ingest_runs ADD COLUMN IF NOT EXISTS key_hash BYTEA;
+
+CREATE OR REPLACE FUNCTION ingest_run_start(run_trigger TEXT, OUT new_run BIGINT,
+                                            OUT run_key TEXT)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+  run_key := gen_random_uuid()::text;
+  INSERT INTO ingest_runs (trigger, key_hash)
+  VALUES (run_trigger, sha256(convert_to(run_key, 'UTF8')))
+  RETURNING run_id INTO new_run;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ingest_run_end(run BIGINT, run_key TEXT, final_status TEXT,
+                                          run_metrics JSONB, run_error TEXT)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+  IF final_status IS NULL OR final_status = 'running' THEN
+    RAISE EXCEPTION 'a run ends ok, partial or failed, not %', coalesce(final_status, 'NULL')
+      USING ERRCODE = 'check_violation';
+  END IF;
+  UPDATE ingest_runs
+  SET finished = now(), status = final_status, metrics = run_metrics, error = run_error
+  WHERE run_id = run AND status = 'running' AND key_hash = sha256(convert_to(run_key, 'UTF8'));
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'run % is not a running run started with this key', run
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+END
+$$;
+-- Only the roles granted it (db/init/10-wearables.sh: the loader's) may call them.
+REVOKE ALL ON FUNCTION ingest_run_start(TEXT), ingest_run_end(BIGINT, TEXT, TEXT, JSONB, TEXT)
+  FROM PUBLIC;
 
 -- Coverage: rows stored per participant, metric and UTC hour. The loader keeps
 -- it in the same transaction as the rows it inserts, counting inserted rows

@@ -12,12 +12,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
 from wearables_ingest.errors import ConfigError
+from wearables_ingest.masking import mask
 
 # name -> (default, meaning): the one list of settings. .env.example and
 # docs/settings.md document the same names; a test keeps them in step.
@@ -30,6 +30,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "DATABASE_URL": ("", "one libpq connection URL instead of the PG* settings"),
     "DATA_DIR": ("/data", "folder of metric CSV files, or of participant_NNN folders"),
     "CHECKPOINT_FILE": ("/checkpoint/last_run.json", "where the checkpoint is kept"),
+    "REJECTS_MAX_MB": ("10", "size of rejects.csv at which it moves to rejects.csv.1 "
+                             "(replacing the one before)"),
     "PARTICIPANT_ID": ("", "participant of a data folder whose name carries no number "
                            "(a participant_NNN folder is participant NNN)"),
     "INGEST_METHOD": ("copy", "how rows are written: copy (fast) or values (INSERT ... VALUES)"),
@@ -78,6 +80,7 @@ class Config:
     status_max_age_hours: float = 26.0
     pushgateway_url: str | None = None  # None: no push
     stale_after_hours: float = 48.0
+    rejects_max_bytes: int = 10_000_000
 
     @property
     def rejects_file(self) -> Path:
@@ -92,18 +95,9 @@ class Config:
     def target(self) -> str:
         """Where the loader connects, for messages: never includes the password."""
         if "dsn" in self.connect_args:
-            return mask_url(self.connect_args["dsn"])
+            return mask(self.connect_args["dsn"])
         a = self.connect_args
         return f"{a.get('user', '')}@{a.get('host', '')}:{a.get('port', '')}/{a.get('dbname', '')}"
-
-
-def mask_url(url: str) -> str:
-    """A connection URL with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def _whole(env: Mapping[str, str], name: str, minimum: int) -> int:
@@ -228,4 +222,6 @@ def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".
         status_max_age_hours=_number(env, "STATUS_MAX_AGE_HOURS", 0, 24 * 366, "hours"),
         pushgateway_url=_gateway_url(env["PUSHGATEWAY_URL"]),
         stale_after_hours=_number(env, "STALE_AFTER_HOURS", 0, 24 * 366, "hours"),
+        rejects_max_bytes=round(_number(env, "REJECTS_MAX_MB", 0, 1_000_000, "megabytes")
+                                * 1_000_000),
     )

@@ -85,6 +85,36 @@ def test_entrypoint_refuses_a_bad_schedule(schedule, message):
     assert f"error: INGEST_SCHEDULE='{schedule}' {message}" in result.stderr
 
 
+NOT_A_FIELD = ("error: INGEST_SCHEDULE holds a character cron does not read in a schedule "
+               "(a tab, newline, backslash or other): use five fields of digits, names and "
+               "* , - / separated by spaces")
+
+
+@needs_root
+@pytest.mark.parametrize("schedule", [
+    # Five fields to the shell; awk -v made it two crontab lines, the second a job of its own.
+    "0 1 * * *\\ttrue\\n*\\t*\\t*\\t*\\t*\\ttouch\\t/tmp/wearables-pwned\\t#",
+    "0\t1 * * *\t*",
+    "0 1 * * *\n* * * * * touch /tmp/wearables-pwned",
+    "0 1 * * * ; touch /tmp/wearables-pwned",
+    "@daily",
+    "0 1 * * \\052",
+], ids=["escaped-newline", "tab", "newline", "command", "nickname", "escape"])
+def test_entrypoint_refuses_a_schedule_that_is_not_just_cron_fields(schedule):
+    """Anything but five fields of a cron field's characters stops the container at start,
+    with one line that does not repeat the value; no crontab is installed."""
+    cron_available()
+    result = subprocess.run(
+        isolated(f'"{ENTRYPOINT}"; status=$?; crontab -u {JOB_USER} -l >/dev/null 2>&1 '
+                 '&& echo "crontab installed"; exit $status'),
+        capture_output=True, text=True, check=False, timeout=60,
+        env={"PATH": BASE_PATH, "APP_DIR": str(INGEST_DIR), "INGEST_SCHEDULE": schedule,
+             "INGEST_RUN_AS": JOB_USER})
+    assert (result.returncode, result.stdout) == (1, "")
+    [line] = result.stderr.splitlines()
+    assert line.endswith(NOT_A_FIELD)
+
+
 # --- cron-job.sh: the log, a failed run, the lock ------------------------------------------
 
 def run_cron_job(tmp_path: Path, **env: str) -> tuple[int, str]:
