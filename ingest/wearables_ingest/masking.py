@@ -19,8 +19,9 @@ from urllib.parse import quote, unquote
 
 MASK = "***"
 
-# libpq's user-info ends at the first '@'; a password cannot hold an unencoded '@' or '/'.
-_USERINFO = re.compile(r"(?i)(\bpostgres(?:ql)?://[^\s:@/?#]*:)([^@/\n]*)(?=@)")
+# A URL's user-info (libpq's, a Pushgateway's) ends at the first '@'; a password
+# cannot hold an unencoded '@' or '/'.
+_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:@/?#]*:)([^@/\n]*)(?=@)")
 # A value masked before, followed by what a message puts after it, stays as it is
 # (masking again would take the ": reason" after it along).
 _MASKED = r"\*\*\*(?=[:;,)\s]|$)|"

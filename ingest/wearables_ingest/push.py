@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import pushadd_to_gateway
 
+from wearables_ingest.masking import mask
 from wearables_ingest.report import Gauge
-from wearables_ingest.settings import mask_url
 
 JOB = "wearables_ingest"  # the grouping key: one group, replaced by each run's push
 TIMEOUT = 10.0  # seconds: a gateway that hangs must not hold cron's job for long
@@ -63,8 +63,8 @@ def push(url: str, gauges: Sequence[Gauge], timeout: float = TIMEOUT) -> bool:
     except Exception as e:  # noqa: BLE001 (whatever it is, the load must not fail for it)
         reason = str(e) or type(e).__name__
     else:
-        log.debug("pushed the run's metrics to %s", mask_url(url))
+        log.debug("pushed the run's metrics to %s", mask(url))
         return True
     log.warning("could not push the run's metrics to the Pushgateway %s: %s (the load is "
-                "not affected)", mask_url(url), " ".join(reason.split()))
+                "not affected)", mask(url), " ".join(reason.split()))
     return False

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -176,7 +177,7 @@ def _gateway_url(raw: str) -> str | None:
         return None
     scheme = urlsplit(url).scheme if "://" in url else ""
     if scheme not in ("", "http", "https") or url.endswith("://"):
-        raise ConfigError(f"PUSHGATEWAY_URL={mask_url(url)!r} is not an http(s) URL such as "
+        raise ConfigError(f"PUSHGATEWAY_URL={mask(url)!r} is not an http(s) URL such as "
                           "http://pushgateway:9091")
     return url
 
