@@ -297,6 +297,16 @@ def _days(text: str) -> int:
     return days
 
 
+def _count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more")
+    return count
+
+
 def _hours(text: str) -> float:
     try:
         hours = float(text)
@@ -334,9 +344,19 @@ def build_status_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-age", type=_hours, metavar="HOURS",
                         help="the last run must have succeeded within this many hours "
                              "(default: STATUS_MAX_AGE_HOURS, 26)")
+    parser.add_argument("--all", action="store_true",
+                        help="print every participant, metric and day (incomplete days one "
+                             "line each) instead of the participants who need attention")
+    parser.add_argument("--limit", type=_count, default=report.LIMIT, metavar="N",
+                        help=f"list at most N participants who need attention, worst first "
+                             f"(default {report.LIMIT}; 0: all of them)")
+    parser.add_argument("--summary-days", type=_days, default=report.DAILY, metavar="N",
+                        help=f"the summary shows the newest N days one line each (default "
+                             f"{report.DAILY}) and the period's earlier days on one line")
     parser.add_argument("--plot", type=_svg_file, metavar="FILE",
                         help="also write a heat map, participants × days per metric, to FILE "
-                             "(.svg)")
+                             "(.svg); with many participants, those who need attention most, "
+                             "worst first, and one row for the rest")
     return parser
 
 
@@ -370,7 +390,7 @@ def status_main(argv: Sequence[str]) -> int:
     if args.json:
         print(json.dumps(report.status_json(st)))
     else:
-        for line in report.status_lines(st):
+        for line in report.status_lines(st, args.summary_days, args.limit, args.all):
             print(line)
     return EXIT_OK if st.ok else EXIT_FAILED
 
@@ -393,12 +413,13 @@ def _status(cfg: Config, args: argparse.Namespace) -> status.Status:
             first, last = status.period(status.local_day(newest, cfg.status_tz), args.days)
             daily = coverage.daily_rows(db, first, last, cfg.status_tz, args.participants,
                                         args.metrics)
-        pairs = status.chosen(coverage.pairs(db), args.participants, args.metrics)
+        firsts = coverage.first_hours(db)
         run = coverage.last_run(db)
     finally:
         db.close()
     rules = status.Expectations(
         expected, cfg.status_complete_pct,
         args.max_age if args.max_age is not None else cfg.status_max_age_hours)
+    pairs = status.chosen(firsts, args.participants, args.metrics)
     return status.evaluate(pairs, daily, first, last, rules, run, datetime.now(UTC),
-                           cfg.status_tz)
+                           cfg.status_tz, status.first_days(firsts, cfg.status_tz))

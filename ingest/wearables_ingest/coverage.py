@@ -39,6 +39,14 @@ CROSS JOIN LATERAL (
   SELECT max(c.hour) AS hour FROM ingest_coverage c
   WHERE c.participant = p.participant AND c.metric = p.metric) AS newest
 GROUP BY p.participant"""  # noqa: S608 (constants only)
+# Per pair, its first hour: the pairs as above, then one forward probe each.
+FIRST_HOURS = f"""
+SELECT p.participant, p.metric, first.hour
+FROM ({PAIRS}) AS p
+CROSS JOIN LATERAL (
+  SELECT c.hour FROM ingest_coverage c
+  WHERE c.participant = p.participant AND c.metric = p.metric
+  ORDER BY c.hour LIMIT 1) AS first"""  # noqa: S608 (constants only)
 NEWEST_HOUR = "SELECT max(hour) FROM ingest_coverage"
 # Rows per day in a time zone. The range on hour (a day wider on each side, for
 # offsets and DST) lets the index on hour pick the period; the day test, exact, comes
@@ -77,6 +85,13 @@ def pairs(db: Database) -> list[tuple[int, str]]:
     with db.rolled_back() as cur:
         cur.execute(PAIRS)
         return [(p, m) for p, m in cur.fetchall()]
+
+
+def first_hours(db: Database) -> dict[tuple[int, str], datetime]:
+    """Every (participant, metric) the study has ever stored a row for, and its first UTC hour."""
+    with db.rolled_back() as cur:
+        cur.execute(FIRST_HOURS)
+        return {(p, m): hour for p, m, hour in cur.fetchall()}
 
 
 def newest_hour(db: Database) -> datetime | None:

@@ -3,27 +3,55 @@
 Pure: the SVG is written by hand as text (no plotting library to install), and
 the caller writes it to a file. Each cell is coloured by the share of the rows
 expected that day: red without a row, amber shades for a partial day (darker is
-fewer), green for a complete one. A metric with no fixed count is green or red.
+fewer), green for a complete one, grey before the participant's first row. A
+metric with no fixed count is green or red.
+
+The picture stays within MAX_H pixels and about 2 MB whatever the study's size:
+when the participants do not all fit, it shows those who need attention most,
+worst first, and one last row, "others", for the rest.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 from xml.sax.saxutils import escape, quoteattr
 
-from wearables_ingest.status import COMPLETE, MISSING, Day, Status
+from wearables_ingest.status import COMPLETE, MISSING, PARTIAL, Day, Status, attention
 
-GREEN, RED = "#1a9850", "#d73027"
+GREEN, RED, GREY = "#1a9850", "#d73027", "#e0e0e0"
 AMBER_LOW, AMBER_HIGH = (0xe6, 0x55, 0x0d), (0xfe, 0xd9, 0x76)  # share near 0, near complete
 FONT = "font-family='DejaVu Sans, Arial, Helvetica, sans-serif'"
 
 MARGIN, TOP = 16, 66  # the picture's margin; the title and legend above the panels
+SUBTITLE = 22  # below the legend, when the picture shows some of the participants
 AXIS = 44  # left of each grid: the axis title "participant" and the participants' numbers
 PANEL_TITLE, X_LABELS, PANEL_GAP = 22, 52, 18  # a panel: title, day labels below, gap after
 ROW_H, GRID_H = 18, 72  # a participant's row at least, the rows together at least
+OTHERS_GAP = 6  # space above the row "others"
 MAX_GRID_W = 840  # the days share this width; each at most 28 px
 MAX_W = 1200  # panels sit side by side while the picture stays this narrow
-MIN_W = 760  # room for the title and the legend
+MIN_W = 800  # room for the title and the legend
+MAX_H = 5000  # the picture's height at most: image viewers refuse far taller ones
+MAX_CELLS = 9000  # cells at most (about 200 bytes each with its tooltip): about 2 MB
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row of every panel: one participant, or the group "others"."""
+
+    label: str
+    participants: tuple[int, ...]
+
+    @property
+    def group(self) -> bool:
+        return self.label == OTHERS
+
+
+OTHERS = "others"
+
 
 def colour(day: Day, complete_pct: float) -> str:
     """The cell's fill: red, an amber shade (darker: fewer rows) or green."""
@@ -55,18 +83,20 @@ def _tooltip(d: Day) -> str:
     return f"participant {d.participant}, {d.metric}, {d.day}: {count}, {d.status}"
 
 
-def heatmap_svg(st: Status) -> str:
+def heatmap_svg(st: Status, max_height: int = MAX_H) -> str:
     """The whole picture as SVG text: a title, a legend, and one panel per metric."""
-    participants = sorted({d.participant for d in st.days})
     metrics = sorted({d.metric for d in st.days})
     days = sorted({d.day for d in st.days})
     cell_w = max(2.0, min(28.0, MAX_GRID_W / max(1, len(days))))
     panel_w = AXIS + cell_w * len(days) + PANEL_GAP
-    panel_h = PANEL_TITLE + _row_h(participants) * len(participants) + X_LABELS + PANEL_GAP
     across = max(1, min(len(metrics), 3, int((MAX_W - 2 * MARGIN) // panel_w)))
     down = math.ceil(len(metrics) / across) if metrics else 0
+    rows, subtitle = choose_rows(st, fit(max_height, down, len(days) * len(metrics)))
+    top = TOP + (SUBTITLE if subtitle else 0)
+    panel_h = (PANEL_TITLE + _row_h(len(rows)) * len(rows) + X_LABELS + PANEL_GAP
+               + (OTHERS_GAP if rows and rows[-1].group else 0))
     width = max(MIN_W, 2 * MARGIN + across * panel_w)
-    height = TOP + panel_h * down + MARGIN
+    height = top + panel_h * down + MARGIN
     pct = st.expectations.complete_pct
 
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width:.0f}' "
@@ -79,39 +109,70 @@ def heatmap_svg(st: Status) -> str:
                  f"({st.time_zone} days)")
     out.append(_text(MARGIN, 24, title, 15, extra=" font-weight='bold'"))
     out += _legend(MARGIN, 40, pct)
+    if subtitle:
+        out.append(_text(MARGIN, TOP + 8, subtitle, 12))
     for i, metric in enumerate(metrics):
         left = MARGIN + (i % across) * panel_w
-        top = TOP + (i // across) * panel_h
-        out += _panel(st, metric, participants, days, left, top, cell_w)
+        panel_top = top + (i // across) * panel_h
+        out += _panel(st, metric, rows, days, left, panel_top, cell_w)
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
-def _panel(st: Status, metric: str, participants: list[int], days: list, left: float,
+def fit(max_height: int, down: int, cells_per_row: int) -> int:
+    """How many rows the panels may have: within ``max_height`` px and MAX_CELLS cells."""
+    per_panel = (max_height - TOP - SUBTITLE - MARGIN) / max(1, down)
+    by_height = int((per_panel - PANEL_TITLE - X_LABELS - PANEL_GAP - OTHERS_GAP) // ROW_H)
+    by_size = MAX_CELLS // max(1, cells_per_row)
+    return max(2, min(by_height, by_size))
+
+
+def choose_rows(st: Status, most: int) -> tuple[list[Row], str | None]:
+    """Every participant by number when ``most`` rows hold them all; else those who need
+    attention, worst first, up to ``most - 1``, and "others" for the rest, with a subtitle."""
+    everyone = st.participants()
+    if len(everyone) <= most:
+        return [Row(str(p), (p,)) for p in everyone], None
+    worst = [a.participant for a in attention(st) if a.needs_attention][:most - 1]
+    shown = set(worst)
+    rest = tuple(p for p in everyone if p not in shown)
+    if worst:
+        subtitle = (f"{len(everyone):,} participants: the {len(worst):,} who need attention "
+                    f"most, worst first, then \u201cothers\u201d: the other {len(rest):,}, "
+                    "each day their worst")
+    else:
+        subtitle = f"{len(everyone):,} participants, all complete: one row, \u201cothers\u201d"
+    return [*(Row(str(p), (p,)) for p in worst), Row(OTHERS, rest)], subtitle
+
+
+def _panel(st: Status, metric: str, rows: list[Row], days: list[date], left: float,
            top: float, cell_w: float) -> list[str]:
-    """One metric: its title, a row per participant, a column per day, the axes' labels."""
+    """One metric: its title, a row per participant (or group), a column per day, the labels."""
     cells = {(d.participant, d.day): d for d in st.days if d.metric == metric}
+    rated = {p for p, _ in cells}  # participants with this metric
     expected = next(iter(cells.values())).expected
     per_day = ("no fixed count: green with rows, red without" if expected is None
                else f"{expected:,} row{'s' if expected != 1 else ''} expected a day")
     out = [_text(left, top + 15, f"{metric}  ·  {per_day}", 13, extra=" font-weight='bold'")]
     grid_left, grid_top = left + AXIS, top + PANEL_TITLE
-    row_h = _row_h(participants)
-    bottom = grid_top + row_h * len(participants)
+    row_h = _row_h(len(rows))
+    bottom = grid_top + row_h * len(rows) + (OTHERS_GAP if rows and rows[-1].group else 0)
     middle = (grid_top + bottom) / 2
     out.append(_text(left + 10, middle, "participant", 11, "middle",
                      extra=f" fill='#444' transform='rotate(-90 {left + 10:.1f} {middle:.1f})'"))
     gap = 1 if cell_w >= 6 else 0  # white lines between cells, where they leave room
-    for row, participant in enumerate(participants):
-        y = grid_top + row * row_h
-        out.append(_text(grid_left - 6, y + row_h / 2 + 4, str(participant), 11, "end"))
+    rects, labels = [f"<g stroke='white' stroke-width='{gap}'>"], []
+    for i, row in enumerate(rows):
+        y = grid_top + i * row_h + (OTHERS_GAP if row.group else 0)
+        labels.append(_text(grid_left - 6, y + row_h / 2 + 4, row.label, 11, "end"))
         for col, day in enumerate(days):
-            d = cells.get((participant, day))
-            if d is not None:
-                out.append(f"<rect x='{grid_left + col * cell_w:.1f}' y='{y:.1f}' "
-                           f"width='{cell_w:.1f}' height='{row_h:.1f}' "
-                           f"fill='{colour(d, st.expectations.complete_pct)}' stroke='white' "
-                           f"stroke-width='{gap}'><title>{escape(_tooltip(d))}</title></rect>")
+            fill, tip = (_group_cell(st, metric, row.participants, day, cells) if row.group
+                         else _cell(st, metric, row.participants[0], day, cells, rated))
+            if fill is not None:
+                rects.append(f"<rect x='{grid_left + col * cell_w:.1f}' y='{y:.1f}' "
+                             f"width='{cell_w:.1f}' height='{row_h:.1f}' fill='{fill}'>"
+                             f"<title>{escape(tip)}</title></rect>")
+    out += [*rects, "</g>", *labels]
     every = math.ceil(40 / cell_w)  # a day's label ("01-14") needs about 40 px
     for col, day in enumerate(days):
         if (len(days) - 1 - col) % every:  # counted back from the newest day, which has one
@@ -124,13 +185,41 @@ def _panel(st: Status, metric: str, participants: list[int], days: list, left: f
     return out
 
 
-def _row_h(participants: list[int]) -> float:
+def _cell(st: Status, metric: str, participant: int, day: date,
+          cells: dict[tuple[int, date], Day], rated: set[int]) -> tuple[str | None, str]:
+    """One participant's day: its colour and tooltip (no colour: no such metric for it)."""
+    d = cells.get((participant, day))
+    if d is not None:
+        return colour(d, st.expectations.complete_pct), _tooltip(d)
+    if participant in rated and not st.started(participant, day):
+        return GREY, f"participant {participant}, {metric}, {day}: before its first row"
+    return None, ""
+
+
+def _group_cell(st: Status, metric: str, participants: Sequence[int], day: date,
+                cells: dict[tuple[int, date], Day]) -> tuple[str | None, str]:
+    """A group's day: the worst of its participants' days, and how many are which."""
+    found = [d for d in (cells.get((p, day)) for p in participants) if d is not None]
+    if not found:
+        return None, ""
+    counts = {s: sum(d.status == s for d in found) for s in (COMPLETE, PARTIAL, MISSING)}
+    worst = (next((d for d in found if d.status == MISSING), None)
+             or min((d for d in found if d.status == PARTIAL), default=found[0],
+                    key=lambda d: d.share or 0))
+    tip = (f"{len(participants):,} other participants, {metric}, {day}: "
+           f"{counts[COMPLETE]:,} complete, {counts[PARTIAL]:,} partial, "
+           f"{counts[MISSING]:,} missing, {len(participants) - len(found):,} not started or "
+           f"without {metric}")
+    return colour(worst, st.expectations.complete_pct), tip
+
+
+def _row_h(rows: int) -> float:
     """Rows tall enough for the axis title beside them, however few the participants."""
-    return max(ROW_H, GRID_H / max(1, len(participants)))
+    return max(ROW_H, GRID_H / max(1, rows))
 
 
 def _legend(x: float, y: float, complete_pct: float) -> list[str]:
-    """Swatches: missing, the amber scale of partial days, complete."""
+    """Swatches: missing, the amber scale of partial days, complete, not started."""
     parts = [f"<rect x='{x}' y='{y}' width='14' height='12' fill='{RED}'/>",
              _text(x + 18, y + 10, "missing (no row)", 11)]
     x += 130
@@ -143,4 +232,7 @@ def _legend(x: float, y: float, complete_pct: float) -> list[str]:
     x += steps * 10 + 250
     parts += [f"<rect x='{x}' y='{y}' width='14' height='12' fill='{GREEN}'/>",
               _text(x + 18, y + 10, f"complete (≥ {complete_pct:g}%, or any row)", 11)]
+    x += 200
+    parts += [f"<rect x='{x}' y='{y}' width='14' height='12' fill='{GREY}'/>",
+              _text(x + 18, y + 10, "not started", 11)]
     return parts
