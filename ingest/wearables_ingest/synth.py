@@ -213,7 +213,7 @@ WHERE d >= %(first)s::timestamptz + (p %% %(join_days)s) * interval '1 day'
   AND NOT (p %% 13 = 0 AND m.metric = 'hr' AND d = %(last)s::timestamptz AND h >= 12)"""
 
 
-def study_coverage(participants: int, days: int, join_days: int = 10,
+def study_coverage(participants: int, days: int, join_days: int = 4,
                    last: date = date(2024, 1, 14)) -> tuple[str, dict]:
     """The statement and parameters that fill ingest_coverage with a study (see above)."""
     first = last - timedelta(days=days - 1)
