@@ -7,8 +7,9 @@ with time and level. Exit status: 0 when every file loaded (or verified
 equal); 75 when another run holds the lock; 2 for bad options; 1 otherwise.
 
 ``wearables-ingest status`` (the first argument) is the one subcommand: the
-coverage per participant, metric and day, and the last run. Exit status 0 when
-every day is complete and the last run succeeded recently, else 1.
+coverage per participant, metric and day, summed up for a study, and the last
+run. Exit status 0 when every day is complete and the last run succeeded
+recently, else 1.
 """
 
 from __future__ import annotations
@@ -328,9 +329,11 @@ def build_status_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="wearables-ingest status",
         description="Coverage per participant, metric and day (rows stored against rows "
-                    "expected, from the summary ingest_coverage; raw_data is never counted) "
-                    "and the last run. Exit status 0 when every day of the period is "
-                    "complete and the last run succeeded within --max-age; 1 otherwise.",
+                    "expected, from the summary ingest_coverage; raw_data is never counted), "
+                    "each participant from its first day, and the last run: a summary per "
+                    "metric and day, then the participants who need attention, worst first. "
+                    "Exit status 0 when every day of the period is complete and the last "
+                    "run succeeded within --max-age; 1 otherwise.",
         epilog="Settings: STATUS_EXPECTED_ROWS, STATUS_COMPLETE_PCT, STATUS_TZ, "
                "STATUS_MAX_AGE_HOURS and the connection (docs/settings.md).")
     parser.add_argument("--days", type=_days, default=7, metavar="N",
@@ -340,16 +343,18 @@ def build_status_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics", type=_names, metavar="NAMES",
                         help="only these metrics, comma-separated (e.g. hr,spo2)")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object instead of the table, whatever happens")
+                        help="print one JSON object instead of the text, with every row, "
+                             "whatever happens")
     parser.add_argument("--max-age", type=_hours, metavar="HOURS",
                         help="the last run must have succeeded within this many hours "
                              "(default: STATUS_MAX_AGE_HOURS, 26)")
-    parser.add_argument("--all", action="store_true",
-                        help="print every participant, metric and day (incomplete days one "
-                             "line each) instead of the participants who need attention")
-    parser.add_argument("--limit", type=_count, default=report.LIMIT, metavar="N",
-                        help=f"list at most N participants who need attention, worst first "
-                             f"(default {report.LIMIT}; 0: all of them)")
+    rows = parser.add_mutually_exclusive_group()
+    rows.add_argument("--all", action="store_true",
+                      help="print every participant, metric and day (incomplete days one "
+                           "line each) instead of the participants who need attention")
+    rows.add_argument("--limit", type=_count, default=report.LIMIT, metavar="N",
+                      help=f"list at most N participants who need attention, worst first "
+                           f"(default {report.LIMIT}; 0: all of them)")
     parser.add_argument("--summary-days", type=_days, default=report.DAILY, metavar="N",
                         help=f"the summary shows the newest N days one line each (default "
                              f"{report.DAILY}) and the period's earlier days on one line")
@@ -396,7 +401,8 @@ def status_main(argv: Sequence[str]) -> int:
 
 
 def _status(cfg: Config, args: argparse.Namespace) -> status.Status:
-    """Read the summary and the last run, and rate the period's days."""
+    """Read the summary and the last run, and rate the period's days from each participant's
+    first day."""
     db = Database(cfg.connect_args, cfg.target(), cfg.retries, cfg.retry_delay,
                   on_retry=lambda text: log.warning("%s", text)).open()
     try:

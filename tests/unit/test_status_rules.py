@@ -218,6 +218,20 @@ def test_the_summary_of_1000_participants_fits_one_screen():
     assert len(every) > len(st.incomplete())  # every incomplete day on a line of its own
 
 
+def test_status_options_for_a_study_and_their_defaults():
+    from wearables_ingest.cli import parse_status_args
+
+    args = parse_status_args([])
+    assert (args.all, args.limit, args.summary_days) == (False, 20, 7)
+    args = parse_status_args(["--limit", "0", "--summary-days", "3"])
+    assert (args.limit, args.summary_days) == (0, 3)
+    assert parse_status_args(["--all"]).all is True
+    for wrong in (["--all", "--limit", "5"], ["--limit", "-1"], ["--summary-days", "0"]):
+        with pytest.raises(SystemExit) as caught:
+            parse_status_args(wrong)
+        assert caught.value.code == 2
+
+
 # --- the last run -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("run, problem", [
