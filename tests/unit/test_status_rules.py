@@ -448,9 +448,22 @@ def test_heat_map_rows_stop_where_the_height_runs_out():
     width, height, _ = svg_size(text)
     assert height <= 1500
     texts = [t.text for t in ET.fromstring(text).iter(f"{SVG}text")]
-    shown = plot.fit(1500, 2, 7 * 6) - 1
+    shown = plot.fit(1500, 2) - 1
     assert f"1,000 participants: the {shown} who need attention most, worst first, then " \
            f"\u201cothers\u201d: the other {1000 - shown:,}, each day their worst" in texts
+
+
+def test_heat_map_of_a_long_period_draws_a_run_of_like_days_as_one_cell():
+    st = many(5, 365)  # 5 participants over a year: every one of them still has a row
+    text = plot.heatmap_svg(st)
+    width, height, size = svg_size(text)
+    texts = [t.text for t in ET.fromstring(text).iter(f"{SVG}text")]
+    assert "others" not in texts and {"1", "2", "3", "4", "5"} <= set(texts)
+    titles = cell_titles(text)
+    assert "participant 1, hr, 2023-01-09..2024-01-07: complete" in titles  # joined on day 2
+    assert "participant 4, hr, 2023-01-09..2023-01-11: before its first row" in titles
+    assert "participant 2, hr, 2023-01-09: before its first row" in titles  # a day alone
+    assert size < 100_000 and height < 1500  # six panels one above the other
 
 
 def test_amber_runs_from_dark_to_light_as_a_day_fills():
