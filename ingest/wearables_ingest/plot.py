@@ -37,6 +37,8 @@ MIN_W = 800  # room for the title and the legend
 MAX_H = 5000  # the picture's height at most: image viewers refuse far taller ones
 MAX_CELLS = 9000  # rects at most (about 200 bytes each with its tooltip): about 2 MB
 
+OTHERS = "others"  # the label of the row that stands for the participants not shown
+
 
 @dataclass(frozen=True)
 class Row:
@@ -48,9 +50,6 @@ class Row:
     @property
     def group(self) -> bool:
         return self.label == OTHERS
-
-
-OTHERS = "others"
 
 
 def colour(day: Day, complete_pct: float) -> str:

@@ -198,11 +198,6 @@ class Tally:
     partial: int
     missing: int
 
-    @property
-    def rated(self) -> int:
-        """Participants rated in the span (started by its last day)."""
-        return self.complete + self.partial + self.missing
-
 
 @dataclass(frozen=True)
 class Attention:
