@@ -10,7 +10,9 @@ URL; its databases bench_* are dropped and recreated). The cases: the 30-day
 set against psql \\copy, into this schema and into the seed's (with
 TimescaleDB's default ts index); reruns and daily deltas; a 365-day history
 and `status` over it; the cost of keeping the coverage; and a study of 100 and
-1,000 participants with six tiny files each.
+1,000 participants with six tiny files each. Apart (--cases status_study):
+`status` for a study of 1,000 participants, its default text beside a plain
+count of the coverage and --json, and the size of its heat map.
 Times are wall-clock seconds for the whole process; every ratio divides by
 the reference measured in this same run, so a busy machine slows both sides.
 """
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +39,7 @@ import psycopg2
 
 from wearables_ingest.database import Database, ensure_schema
 from wearables_ingest.devserver import throwaway_server
+from wearables_ingest.synth import study_coverage
 
 REPO = Path(__file__).resolve().parent.parent
 INGEST = REPO / "ingest" / "ingest.py"
@@ -65,6 +69,7 @@ class Case:
     rows: int
     seconds: list[float] = field(default_factory=list)
     peak_rss_mb: float | None = None
+    reference: str = "reference"  # the case its ratio divides by
 
     @property
     def best(self) -> float:
@@ -225,6 +230,19 @@ def daily_delta(url: str, data: Path, state: Path, repeat: int, name: str) -> Ca
     return case
 
 
+# The groups of cases --cases selects: the loads (the 30-day set, history, the tiny-file
+# studies), and status for a study of 1,000 participants.
+CASES = ("loads", "status_study")
+
+
+def _case_names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in CASES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(CASES)}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=3, help="runs of each case (default 3)")
@@ -233,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--history-days", type=int, default=365,
                    help="history before the second daily delta (default 365)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
+    p.add_argument("--cases", type=_case_names, default=CASES, metavar="NAMES",
+                   help=f"only these groups of cases, comma-separated: {', '.join(CASES)} "
+                        "(default: all)")
     args = p.parse_args(argv)
 
     admin = os.environ.get("BENCH_DATABASE_URL")
@@ -245,7 +266,13 @@ def main(argv: list[str] | None = None) -> int:
 def bench(admin: str, args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="wearables-bench-"))
     try:
-        return _bench(admin, args, work)
+        if "loads" in args.cases:
+            _bench(admin, args, work)
+        if "status_study" in args.cases:
+            print("status for a study of 1,000 participants ...")
+            status_report(*status_study(admin, work, args.repeat), args,
+                          keep=("loads" in args.cases))
+        return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -392,6 +419,87 @@ def report(cases: dict[str, Case], args: argparse.Namespace, admin: str) -> None
         "study_1000_vs_100": study_ratio,
         "targets_met": {**{k: ok for k, (_, ok) in targets.items()}, "peak_rss": rss_ok},
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results written to {args.out}")
+
+
+STATUS_PARTICIPANTS, STATUS_DAYS = 1000, 14  # the study; status rates the newest 7 days
+
+
+def status_study(admin: str, work: Path, repeat: int) -> tuple[dict[str, Case], dict]:
+    """`status` at 1,000 participants (two weeks, joining over the first ten days): the default
+    text's seconds and lines beside a plain count of the coverage (psql) and --json, run by
+    turns; then the heat map's size in px and bytes."""
+    url = fresh_database(admin, "bench_status")
+    statement, params = study_coverage(STATUS_PARTICIPANTS, STATUS_DAYS, join_days=10)
+    sql(url, statement, params)
+    sql(url, "INSERT INTO ingest_runs (trigger, status, finished) VALUES ('cron', 'ok', now())")
+    sql(url, "ANALYZE ingest_coverage")
+    hours = sql(url, "SELECT count(*) FROM ingest_coverage")[0][0]
+    data, state = work / "status_study" / "data", work / "status_study" / "state"
+    data.mkdir(parents=True)
+    state.mkdir()
+    count = Case("psql: SELECT count(*) FROM ingest_coverage", hours, reference="status_count")
+    text = Case("status, 1,000 participants: text", hours, reference="status_count")
+    as_json = Case("status --json, 1,000 participants", hours, reference="status_count")
+    lines = 0
+    for _ in range(repeat):  # by turns, so that a busier minute slows all three alike
+        start = time.perf_counter()
+        subprocess.run(["psql", url, "-qAt", "-c", "SELECT count(*) FROM ingest_coverage"],
+                       check=True, stdout=subprocess.DEVNULL)
+        count.seconds.append(time.perf_counter() - start)
+        seconds, _, out = run_loader(url, data, state, "status", check=False)
+        text.seconds.append(seconds)
+        lines = len(out.splitlines())
+        as_json.seconds.append(run_loader(url, data, state, "status", "--json", check=False)[0])
+    svg = state / "coverage.svg"
+    run_loader(url, data, state, "status", "--plot", str(svg), check=False)
+    root = ET.parse(svg).getroot()
+    figures = {"participants": STATUS_PARTICIPANTS, "coverage_rows": hours, "text_lines": lines,
+               "heatmap_width_px": float(root.get("width")),
+               "heatmap_height_px": float(root.get("height")),
+               "heatmap_bytes": svg.stat().st_size}
+    sql(admin, 'DROP DATABASE IF EXISTS "bench_status" WITH (FORCE)')
+    return {"status_count": count, "status_study_text": text, "status_study_json": as_json}, figures
+
+
+def status_study_targets(cases: dict[str, Case], figures: dict) -> dict[str, tuple[str, bool]]:
+    """The issue's targets for status at 1,000 participants."""
+    lines, seconds = figures["text_lines"], cases["status_study_text"].best
+    height, size = figures["heatmap_height_px"], figures["heatmap_bytes"]
+    return {
+        "status_study_text": (f"one screen: <= 80 lines ({lines}), <= 2 s",
+                              lines <= 80 and seconds <= 2.0),
+        "status_study_heatmap": (f"heat map {figures['heatmap_width_px']:.0f} x {height:.0f} px, "
+                                 f"{size / 1e6:.2f} MB: <= 5,000 px tall, <= 2 MB",
+                                 height <= 5000 and size <= 2_000_000),
+    }
+
+
+def status_report(cases: dict[str, Case], figures: dict, args: argparse.Namespace,
+                  keep: bool) -> None:
+    """The status cases' table and targets; their figures added to the results file (to the
+    loads' when they ran too)."""
+    targets = status_study_targets(cases, figures)
+    print()
+    print(f"{'case':42} {'rows':>10} {'min s':>8} {'median s':>9} {'x ref':>7}  target")
+    for key, case in cases.items():
+        target, ok = targets.get(key, ("", None))
+        verdict = "" if ok is None else ("ok" if ok else "MISSED")
+        print(f"{case.name:42} {case.rows:>10,} {case.best:>8.2f} {case.median:>9.2f} "
+              f"{case.best / cases[case.reference].best:>6.2f}x  {target} {verdict}")
+    target, ok = targets["status_study_heatmap"]
+    print(f"{'heat map, 1,000 participants':42} {'':>38}  {target} {'ok' if ok else 'MISSED'}")
+    results = json.loads(args.out.read_text()) if keep and args.out.exists() else {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "repeat": args.repeat, "cases": {},
+        "targets_met": {}}
+    results["cases"].update({k: {"name": c.name, "rows": c.rows, "seconds": c.seconds,
+                                 "min": c.best, "median": c.median, "reference": c.reference,
+                                 "ratio_to_reference": c.best / cases[c.reference].best}
+                             for k, c in cases.items()})
+    results["status_study"] = figures
+    results["targets_met"].update({k: ok for k, (_, ok) in targets.items()})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results written to {args.out}")

@@ -7,8 +7,9 @@ with time and level. Exit status: 0 when every file loaded (or verified
 equal); 75 when another run holds the lock; 2 for bad options; 1 otherwise.
 
 ``wearables-ingest status`` (the first argument) is the one subcommand: the
-coverage per participant, metric and day, and the last run. Exit status 0 when
-every day is complete and the last run succeeded recently, else 1.
+coverage per participant, metric and day, summed up for a study, and the last
+run. Exit status 0 when every day is complete and the last run succeeded
+recently, else 1.
 """
 
 from __future__ import annotations
@@ -318,6 +319,16 @@ def _days(text: str) -> int:
     return days
 
 
+def _count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more")
+    return count
+
+
 def _hours(text: str) -> float:
     try:
         hours = float(text)
@@ -339,9 +350,11 @@ def build_status_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="wearables-ingest status",
         description="Coverage per participant, metric and day (rows stored against rows "
-                    "expected, from the summary ingest_coverage; raw_data is never counted) "
-                    "and the last run. Exit status 0 when every day of the period is "
-                    "complete and the last run succeeded within --max-age; 1 otherwise.",
+                    "expected, from the summary ingest_coverage; raw_data is never counted), "
+                    "each participant from its first day, and the last run: a summary per "
+                    "metric and day, then the participants who need attention, worst first. "
+                    "Exit status 0 when every day of the period is complete and the last "
+                    "run succeeded within --max-age; 1 otherwise.",
         epilog="Settings: STATUS_EXPECTED_ROWS, STATUS_COMPLETE_PCT, STATUS_TZ, "
                "STATUS_MAX_AGE_HOURS and the connection (docs/settings.md).")
     parser.add_argument("--days", type=_days, default=7, metavar="N",
@@ -351,13 +364,25 @@ def build_status_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics", type=_names, metavar="NAMES",
                         help="only these metrics, comma-separated (e.g. hr,spo2)")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object instead of the table, whatever happens")
+                        help="print one JSON object instead of the text, with every row, "
+                             "whatever happens")
     parser.add_argument("--max-age", type=_hours, metavar="HOURS",
                         help="the last run must have succeeded within this many hours "
                              "(default: STATUS_MAX_AGE_HOURS, 26)")
+    rows = parser.add_mutually_exclusive_group()
+    rows.add_argument("--all", action="store_true",
+                      help="print every participant, metric and day (incomplete days one "
+                           "line each) instead of the participants who need attention")
+    rows.add_argument("--limit", type=_count, default=report.LIMIT, metavar="N",
+                      help=f"list at most N participants who need attention, worst first "
+                           f"(default {report.LIMIT}; 0: all of them)")
+    parser.add_argument("--summary-days", type=_days, default=report.DAILY, metavar="N",
+                        help=f"the summary shows the newest N days one line each (default "
+                             f"{report.DAILY}) and the period's earlier days on one line")
     parser.add_argument("--plot", type=_svg_file, metavar="FILE",
                         help="also write a heat map, participants × days per metric, to FILE "
-                             "(.svg)")
+                             "(.svg); with many participants, those who need attention most, "
+                             "worst first, and one row for the rest")
     return parser
 
 
@@ -390,13 +415,14 @@ def status_main(argv: Sequence[str]) -> int:
     if args.json:
         _print_json(report.status_json(st))
     else:
-        for line in report.status_lines(st):
+        for line in report.status_lines(st, args.summary_days, args.limit, args.all):
             print(line)
     return EXIT_OK if st.ok else EXIT_FAILED
 
 
 def _status(cfg: Config, args: argparse.Namespace) -> status.Status:
-    """Read the summary and the last run, and rate the period's days."""
+    """Read the summary and the last run, and rate the period's days from each participant's
+    first day."""
     db = Database(cfg.connect_args, cfg.target(), cfg.retries, cfg.retry_delay,
                   on_retry=lambda text: log.warning("%s", text)).open()
     try:
@@ -413,12 +439,13 @@ def _status(cfg: Config, args: argparse.Namespace) -> status.Status:
             first, last = status.period(status.local_day(newest, cfg.status_tz), args.days)
             daily = coverage.daily_rows(db, first, last, cfg.status_tz, args.participants,
                                         args.metrics)
-        pairs = status.chosen(coverage.pairs(db), args.participants, args.metrics)
+        firsts = coverage.first_hours(db)
         run = coverage.last_run(db)
     finally:
         db.close()
     rules = status.Expectations(
         expected, cfg.status_complete_pct,
         args.max_age if args.max_age is not None else cfg.status_max_age_hours)
+    pairs = status.chosen(firsts, args.participants, args.metrics)
     return status.evaluate(pairs, daily, first, last, rules, run, datetime.now(UTC),
-                           cfg.status_tz)
+                           cfg.status_tz, status.first_days(firsts, cfg.status_tz))

@@ -39,17 +39,28 @@ FROM ({PAIRS}) AS p
 CROSS JOIN LATERAL (
   SELECT max(c.hour) AS hour FROM ingest_coverage c
   WHERE c.participant = p.participant AND c.metric = p.metric) AS newest"""  # noqa: S608
+# Per pair, its first hour: the pairs as above, then one forward probe each.
+FIRST_HOURS = f"""
+SELECT p.participant, p.metric, first.hour
+FROM ({PAIRS}) AS p
+CROSS JOIN LATERAL (
+  SELECT c.hour FROM ingest_coverage c
+  WHERE c.participant = p.participant AND c.metric = p.metric
+  ORDER BY c.hour LIMIT 1) AS first"""  # noqa: S608 (constants only)
 NEWEST_HOUR = "SELECT max(hour) FROM ingest_coverage"
-# Rows per day in a time zone. The range on hour (a day wider on each side, for
-# offsets and DST) lets the index on hour pick the period; the day test, exact, comes
-# after the grouping (MATERIALIZED keeps it there), so the planner sees how many hours
-# it groups and hashes them rather than sorting them on disk.
+# Rows per day in a time zone. The range on hour is the period's exact edges, the
+# zone's midnights (an hour counts towards the day it starts in), so the index on hour
+# picks the period and no hour outside it is grouped; the day test after the grouping
+# (MATERIALIZED keeps it there) only restates them, so the planner sees how many hours
+# it groups and hashes them. WORK_MEM lets the hash hold them (at 1,000 participants a
+# week's groups take about 11 MB) rather than sort them on disk.
+WORK_MEM = "SET LOCAL work_mem = '64MB'"
 DAILY_ROWS = """
 WITH days AS MATERIALIZED (
   SELECT participant, metric, (hour AT TIME ZONE %(tz)s)::date AS day, sum(rows)::bigint AS rows
   FROM ingest_coverage
-  WHERE hour >= (%(first)s::date - 1)::timestamp AT TIME ZONE %(tz)s
-    AND hour < (%(last)s::date + 2)::timestamp AT TIME ZONE %(tz)s
+  WHERE hour >= %(first)s::date::timestamp AT TIME ZONE %(tz)s
+    AND hour < (%(last)s::date + 1)::timestamp AT TIME ZONE %(tz)s
     AND (%(participants)s::int[] IS NULL OR participant = ANY (%(participants)s::int[]))
     AND (%(metrics)s::text[] IS NULL OR metric = ANY (%(metrics)s::text[]))
   GROUP BY 1, 2, 3
@@ -79,6 +90,13 @@ def pairs(db: Database) -> list[tuple[int, str]]:
         return [(p, m) for p, m in cur.fetchall()]
 
 
+def first_hours(db: Database) -> dict[tuple[int, str], datetime]:
+    """Every (participant, metric) the study has ever stored a row for, and its first UTC hour."""
+    with db.rolled_back() as cur:
+        cur.execute(FIRST_HOURS)
+        return {(p, m): hour for p, m, hour in cur.fetchall()}
+
+
 def newest_hour(db: Database) -> datetime | None:
     """The start of the newest UTC hour holding a row (None: nothing stored)."""
     with db.rolled_back() as cur:
@@ -105,6 +123,7 @@ def daily_rows(db: Database, first: date, last: date, time_zone: str = "UTC",
               "participants": None if participants is None else sorted(participants),
               "metrics": None if metrics is None else sorted(metrics)}
     with db.rolled_back() as cur:
+        cur.execute(WORK_MEM)
         cur.execute(DAILY_ROWS, params)
         return {(p, m, day): rows for p, m, day, rows in cur.fetchall()}
 

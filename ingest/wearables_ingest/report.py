@@ -9,7 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wearables_ingest.atomic import write_atomically
-from wearables_ingest.status import COMPLETE, PARTIAL, Day, Status, hours_since
+from wearables_ingest.status import (
+    COMPLETE,
+    PARTIAL,
+    Attention,
+    Day,
+    Status,
+    Tally,
+    attention,
+    hours_since,
+    tallies,
+)
 from wearables_ingest.timestamps import format_ts
 
 if TYPE_CHECKING:
@@ -201,34 +211,145 @@ def _days_text(first, last) -> str:
     return str(first) if first == last else f"{first}..{last}"
 
 
-def status_lines(st: Status) -> list[str]:
-    """``status`` for a terminal: incomplete days first, one line each, then one line per
-    participant and metric for its complete days; the last run; a one-line verdict."""
+DAILY, LIMIT = 7, 20  # the summary's days one by one; participants listed who need attention
+GAPS_WIDTH = 60  # a participant's incomplete days, in at most this many characters
+
+
+def status_lines(st: Status, daily: int = DAILY, limit: int = LIMIT,
+                 every_row: bool = False) -> list[str]:
+    """``status`` for a terminal, in sections: the summary per metric and day; the
+    participants who need attention, worst first, at most ``limit`` (0: all), or with
+    ``every_row`` the full table; then the last run and a one-line verdict."""
+    sections = [summary_lines(st, daily),
+                every_row_lines(st) if every_row else attention_lines(st, limit),
+                [f"last run: {_run_text(st)}", status_verdict(st)]]
     lines: list[str] = []
-    if st.days:
-        lines.append(f"{'participant':>11}  {'metric':<10}{'day':<24}{'rows':>12}"
-                     f"{'expected':>12}{'share':>7}  status")
+    for section in filter(None, sections):
+        lines += ([""] if lines else []) + section
+    return lines
 
-        def row(participant, metric, days, rows, expected, status):
-            lines.append(f"{participant:>11}  {metric:<10}{days:<24}{rows:>12,}"
-                         f"{(f'{expected:,}' if expected else '–'):>12}"
-                         f"{_share(rows, expected):>7}  {status}")
 
-        for d in st.incomplete():
-            row(d.participant, d.metric, str(d.day), d.rows, d.expected, d.status)
-        done: dict[tuple[int, str], list[Day]] = {}
-        for d in st.days:
-            if d.status == COMPLETE:
-                done.setdefault((d.participant, d.metric), []).append(d)
-        period = (st.last_day - st.first_day).days + 1
-        for (participant, metric), days in done.items():
-            expected = None if days[0].expected is None else sum(d.expected for d in days)
-            some = f"{len(days)} of {period}" if len(days) < period else f"{len(days)}"
-            row(participant, metric, _days_text(days[0].day, days[-1].day),
-                sum(d.rows for d in days), expected,
-                f"complete ({some} day{'s' if len(days) != 1 else ''})")
-    lines.append(f"last run: {_run_text(st)}")
-    lines.append(status_verdict(st))
+def summary_lines(st: Status, daily: int = DAILY) -> list[str]:
+    """A row per day (the newest ``daily``; earlier ones together), a column per metric: how
+    many participants are complete / partial / missing, each from its first day."""
+    counts = tallies(st, daily)
+    if not counts:
+        return []
+    metrics = sorted({t.metric for t in counts})
+    rows = sorted({(t.first, t.last) for t in counts})
+    cell = {(t.first, t.metric): t for t in counts}
+
+    def text(t: Tally | None) -> str:
+        return "–" if t is None else f"{t.complete}/{t.partial}/{t.missing}"
+
+    day_w = max(len("day"), *(len(_days_text(a, b)) for a, b in rows))
+    width = max(len(m) for m in metrics)
+    width = 2 + max(width, *(len(text(t)) for t in counts))
+    n = len(st.participants())
+    lines = [f"{n:,} participant{'s' if n != 1 else ''}, {_days_text(st.first_day, st.last_day)} "
+             f"({st.time_zone} days), each from its first day.",
+             "Participants complete/partial/missing per metric and day:",
+             f"{'day':<{day_w}}" + "".join(f"{m:>{width}}" for m in metrics)]
+    for first, last in rows:
+        label = _days_text(first, last)
+        lines.append(f"{label:<{day_w}}"
+                     + "".join(f"{text(cell.get((first, m))):>{width}}" for m in metrics))
+    if rows[0][0] != rows[0][1]:
+        lines.append(f"({_days_text(*rows[0])}: each participant by its worst day)")
+    return lines
+
+
+def attention_lines(st: Status, limit: int = LIMIT) -> list[str]:
+    """The participants with a partial or missing day, worst first, at most ``limit``
+    (0: all), one line each."""
+    ranked = attention(st)
+    if not ranked:
+        return []
+    needy = [a for a in ranked if a.needs_attention]
+    if not needy:
+        return [f"Needs attention: none of {len(ranked):,} participants"]
+    shown = needy if limit == 0 else needy[:limit]
+    more = f"the first {len(shown)}, --limit N; " if len(shown) < len(needy) else ""
+    metrics = sorted({d.metric for d in st.days})
+    lines = [f"Needs attention: {len(needy):,} of {len(ranked):,} participants, worst first "
+             f"({more}every row: --all)",
+             f"{'participant':>11}  {'first day':<10}  {'missing':>7}  {'partial':>7}  "
+             f"{'stored':>6}  days not complete"]
+    for a in shown:
+        first = "–" if a.first_day is None else str(a.first_day)
+        stored = "–" if a.share is None else f"{100 * a.share:.0f}%"
+        lines.append(f"{a.participant:>11}  {first:<10}  {a.missing:>7,}  {a.partial:>7,}  "
+                     f"{stored:>6}  {_gaps(a, metrics)}")
+    if len(shown) < len(needy):
+        lines.append(f"… and {len(needy) - len(shown):,} more (--limit 0 lists them all)")
+    return lines
+
+
+def _gaps(a: Attention, metrics: list[str]) -> str:
+    """The participant's incomplete days, compactly: ``hr 01-05 50%; all 01-06..01-07 missing``."""
+    runs: dict[str, list[str]] = {}
+    for metric in metrics:
+        own = [d for d in a.incomplete if d.metric == metric]
+        if own:
+            runs[metric] = _runs(own)
+    same: dict[tuple[str, ...], list[str]] = {}  # metrics with the very same gaps, together
+    for metric, text in runs.items():
+        same.setdefault(tuple(text), []).append(metric)
+    parts = []
+    for text, names in same.items():
+        who = "all" if len(names) == len(metrics) > 1 else ",".join(names)
+        parts.append(f"{who} {', '.join(text)}")
+    line = "; ".join(parts)
+    return line if len(line) <= GAPS_WIDTH else line[:GAPS_WIDTH - 1] + "…"
+
+
+def _runs(days: list[Day]) -> list[str]:
+    """Consecutive days of one status as one run: ``01-02..01-04 missing``, ``01-05 50%``."""
+    out: list[str] = []
+    start = prev = days[0]
+    for d in [*days[1:], None]:
+        if d is not None and d.status == prev.status and (d.day - prev.day).days == 1:
+            prev = d
+            continue
+        when = start.day.strftime("%m-%d")
+        if prev is not start:
+            out.append(f"{when}..{prev.day.strftime('%m-%d')} {prev.status}")
+        elif start.status == PARTIAL and start.share is not None:
+            out.append(f"{when} {100 * start.share:.0f}%")
+        else:
+            out.append(f"{when} {start.status}")
+        start = prev = d
+    return out
+
+
+def every_row_lines(st: Status) -> list[str]:
+    """``status --all``: every incomplete day, one line each, then one line per participant
+    and metric for its complete days."""
+    if not st.days:
+        return []
+    lines = [f"{'participant':>11}  {'metric':<10}{'day':<24}{'rows':>12}"
+             f"{'expected':>12}{'share':>7}  status"]
+
+    def row(participant, metric, days, rows, expected, status):
+        lines.append(f"{participant:>11}  {metric:<10}{days:<24}{rows:>12,}"
+                     f"{(f'{expected:,}' if expected else '–'):>12}"
+                     f"{_share(rows, expected):>7}  {status}")
+
+    for d in st.incomplete():
+        row(d.participant, d.metric, str(d.day), d.rows, d.expected, d.status)
+    done: dict[tuple[int, str], list[Day]] = {}
+    rated: dict[tuple[int, str], int] = {}
+    for d in st.days:
+        rated[d.participant, d.metric] = rated.get((d.participant, d.metric), 0) + 1
+        if d.status == COMPLETE:
+            done.setdefault((d.participant, d.metric), []).append(d)
+    for (participant, metric), days in done.items():
+        expected = None if days[0].expected is None else sum(d.expected for d in days)
+        period = rated[participant, metric]
+        some = f"{len(days)} of {period}" if len(days) < period else f"{len(days)}"
+        row(participant, metric, _days_text(days[0].day, days[-1].day),
+            sum(d.rows for d in days), expected,
+            f"complete ({some} day{'s' if len(days) != 1 else ''})")
     return lines
 
 
@@ -250,12 +371,16 @@ def status_verdict(st: Status) -> str:
     else:
         period = f"{_days_text(st.first_day, st.last_day)} ({st.time_zone} days)"
         bad = st.incomplete()
+        everyone = len(st.participants())
         if bad:
             partial = sum(d.status == PARTIAL for d in bad)
-            coverage = (f"{len(bad)} of {len(st.days)} days incomplete in {period}: "
-                        f"{partial} partial, {len(bad) - partial} missing")
+            who = len({d.participant for d in bad})
+            coverage = (f"{len(bad):,} of {len(st.days):,} days incomplete ({who:,} of "
+                        f"{everyone:,} participant{'s' if everyone != 1 else ''}) in {period}: "
+                        f"{partial:,} partial, {len(bad) - partial:,} missing")
         elif st.days:
-            coverage = f"all {len(st.days)} days complete in {period}"
+            coverage = (f"all {len(st.days):,} days complete ({everyone:,} "
+                        f"participant{'s' if everyone != 1 else ''}) in {period}")
         else:
             coverage = f"nothing selected in {period}"
     run = st.run_problem or f"the last run (#{st.last_run.run_id}) succeeded " \
@@ -265,6 +390,10 @@ def status_verdict(st: Status) -> str:
 
 def _iso(value) -> str | None:
     return None if value is None else value.isoformat()
+
+
+def _period_days(st: Status) -> int:
+    return 1 if st.first_day is None else (st.last_day - st.first_day).days + 1
 
 
 def status_json(st: Status) -> dict:
@@ -279,6 +408,13 @@ def status_json(st: Status) -> dict:
         "complete_pct": st.expectations.complete_pct,
         "max_age_hours": st.expectations.max_age_hours,
         "incomplete": len(st.incomplete()),
+        "summary": [{"metric": t.metric, "day": t.first.isoformat(), "complete": t.complete,
+                     "partial": t.partial, "missing": t.missing}
+                    for t in tallies(st, _period_days(st))],
+        "participants": [{"participant": a.participant, "first_day": _iso(a.first_day),
+                          "complete": a.complete, "partial": a.partial, "missing": a.missing,
+                          "share": None if a.share is None else round(a.share, 4)}
+                         for a in attention(st)],
         "days": [{"participant": d.participant, "metric": d.metric, "day": d.day.isoformat(),
                   "rows": d.rows, "expected": d.expected, "status": d.status,
                   "share": None if d.share is None else round(d.share, 4)} for d in st.days],

@@ -193,6 +193,34 @@ def write(out: Path, first_day: date, days: int, seed: int, append: bool) -> Wri
     return Written(first_day, first_day + timedelta(days=days - 1), rows)
 
 
+# A study's coverage written straight into ingest_coverage, without the rows: how `status`
+# and its heat map are tried at 1,000 participants in seconds (tests, bench). Each
+# participant joins on day ``p % join_days``; every 97th stops two days before the end;
+# every 13th stores half of the last day's hr. Rows an hour: hr 3,600, azm 60, activity
+# and br one at midnight, hrv and spo2 12 an hour over eight night hours.
+STUDY_COVERAGE = """
+WITH m (metric, rows, hours) AS (
+  VALUES ('activity', 1, 1), ('azm', 60, 24), ('br', 1, 1), ('hr', 3600, 24),
+         ('hrv', 12, 8), ('spo2', 12, 8))
+INSERT INTO ingest_coverage (participant, metric, hour, rows)
+SELECT p, m.metric, d + make_interval(hours => h), m.rows
+FROM generate_series(1, %(participants)s) AS p
+CROSS JOIN m
+CROSS JOIN generate_series(%(first)s::timestamptz, %(last)s::timestamptz, '1 day') AS d
+CROSS JOIN LATERAL generate_series(0, m.hours - 1) AS h
+WHERE d >= %(first)s::timestamptz + (p %% %(join_days)s) * interval '1 day'
+  AND NOT (p %% 97 = 0 AND d > %(last)s::timestamptz - interval '2 days')
+  AND NOT (p %% 13 = 0 AND m.metric = 'hr' AND d = %(last)s::timestamptz AND h >= 12)"""
+
+
+def study_coverage(participants: int, days: int, join_days: int = 4,
+                   last: date = date(2024, 1, 14)) -> tuple[str, dict]:
+    """The statement and parameters that fill ingest_coverage with a study (see above)."""
+    first = last - timedelta(days=days - 1)
+    return STUDY_COVERAGE, {"participants": participants, "join_days": join_days,
+                            "first": f"{first}T00:00Z", "last": f"{last}T00:00Z"}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m wearables_ingest.synth",
                                 description="Generate synthetic Fitbit-style intraday CSV files.")

@@ -88,19 +88,32 @@ def test_a_missing_half_day_is_partial_and_everything_else_complete(study, run_i
     assert (report["first_day"], report["last_day"]) == ("2024-01-01", "2024-01-03")
 
 
-def test_the_text_table_shows_the_incomplete_day_first_and_a_verdict(study, run_ingest):
+def test_the_text_is_a_summary_and_who_needs_attention_and_all_lists_every_row(study,
+                                                                               run_ingest):
     proc = run_ingest("status", "--days", str(DAYS))
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["participant", "metric", "day", "rows", "expected", "share",
-                                "status"]
-    assert lines[1].split() == ["2", "hr", "2024-01-02", "43,200", "86,400", "50%", "partial"]
-    assert lines[2].split()[:3] == ["1", "activity", "2024-01-01..2024-01-03"]
+    assert lines[0] == "2 participants, 2024-01-01..2024-01-03 (UTC days), each from its first day."
+    assert lines[2].split() == ["day", *METRICS]
+    assert lines[4].split() == ["2024-01-02", "2/0/0", "2/0/0", "2/0/0", "1/1/0", "2/0/0",
+                                "2/0/0"]
+    assert lines[7] == "Needs attention: 1 of 2 participants, worst first (every row: --all)"
+    assert lines[9].split() == ["2", "2024-01-01", "0", "1", "84%", "hr", "01-02", "50%"]
     assert lines[-2].startswith("last run: #1 ok (manual), finished ")
-    assert lines[-1].startswith("NOT OK: 1 of 36 days incomplete in 2024-01-01..2024-01-03 "
-                                "(UTC days): 1 partial, 0 missing; the last run (#1) "
-                                "succeeded 0.0 h ago")
-    assert len(lines) == 1 + 1 + 2 * len(METRICS) + 2  # header, incomplete, pairs, run, verdict
+    assert lines[-1].startswith("NOT OK: 1 of 36 days incomplete (1 of 2 participants) in "
+                                "2024-01-01..2024-01-03 (UTC days): 1 partial, 0 missing; the "
+                                "last run (#1) succeeded 0.0 h ago")
+    assert len(lines) == 3 + DAYS + 1 + 3 + 1 + 2  # summary, gap, attention, gap, run, verdict
+
+    proc = run_ingest("status", "--days", str(DAYS), "--all")
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    table = lines[lines.index("") + 1:]
+    assert table[0].split() == ["participant", "metric", "day", "rows", "expected", "share",
+                                "status"]
+    assert table[1].split() == ["2", "hr", "2024-01-02", "43,200", "86,400", "50%", "partial"]
+    assert table[2].split()[:3] == ["1", "activity", "2024-01-01..2024-01-03"]
+    assert len(table) == 1 + 1 + 2 * len(METRICS) + 3  # header, incomplete, pairs, run, verdict
 
 
 def test_the_period_ends_at_the_newest_day_and_options_select(study, run_ingest, database_url):
@@ -112,9 +125,9 @@ def test_the_period_ends_at_the_newest_day_and_options_select(study, run_ingest,
     assert code == 1
     assert sorted({(d["participant"], d["metric"]) for d in report["days"]}) == \
         [(2, "hr"), (2, "spo2")]
-    # 7 days ending 2024-01-03: the days before the study began are missing
-    assert [d["status"] for d in report["days"] if d["metric"] == "hr"] == \
-        ["missing"] * 4 + ["complete", "partial", "complete"]
+    # 7 days ending 2024-01-03: the days before the participant's first row are not rated
+    assert [(d["day"], d["status"]) for d in report["days"] if d["metric"] == "hr"] == \
+        [("2024-01-01", "complete"), ("2024-01-02", "partial"), ("2024-01-03", "complete")]
 
     # A participant who stopped: still on every day, missing after their last row.
     execute(database_url, "DELETE FROM raw_data WHERE participant = 1 AND ts >= '2024-01-03'")
@@ -174,8 +187,8 @@ def test_exit_0_when_every_day_is_complete_and_the_last_run_recent(tmp_path, run
     proc = run_ingest("status", "--days", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[-1].startswith(
-        "OK: all 12 days complete in 2024-01-01..2024-01-02 (UTC days); the last run (#1) "
-        "succeeded ")
+        "OK: all 12 days complete (1 participant) in 2024-01-01..2024-01-02 (UTC days); the "
+        "last run (#1) succeeded ")
 
 
 @pytest.mark.parametrize("change, problem", [

@@ -11,7 +11,7 @@ import pytest
 from wearables_ingest import plot, report, status
 from wearables_ingest.errors import ConfigError
 from wearables_ingest.settings import load, parse_expected_rows
-from wearables_ingest.status import Expectations, Run
+from wearables_ingest.status import Expectations, Run, Status
 
 NOW = datetime(2024, 1, 8, 9, 0, tzinfo=UTC)
 RULES = Expectations({"hr": 86_400, "azm": 1_440, "activity": 1, "br": 1})
@@ -92,6 +92,146 @@ def test_nothing_stored_is_not_complete():
     assert st.days == () and not st.complete and not st.ok
 
 
+# --- a study: first days, the summary, who needs attention ----------------------------------
+
+def test_days_before_a_participants_first_row_are_not_rated():
+    daily = full_study()
+    for day in (date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)):  # 3 joins on the 4th
+        del daily[(3, "hr", day)], daily[(3, "spo2", day)]
+    del daily[(3, "spo2", date(2024, 1, 5))]  # and misses a night after
+    # Without first days, every pair is rated on every day of the period.
+    assert len(evaluate(daily).incomplete()) == 2 * 3 + 1
+    starts = status.first_days({(3, "hr"): datetime(2024, 1, 4, 0, tzinfo=UTC),
+                                (3, "spo2"): datetime(2024, 1, 4, 2, tzinfo=UTC),
+                                (1, "hr"): datetime(2023, 6, 1, tzinfo=UTC)})
+    assert starts == {3: date(2024, 1, 4), 1: date(2023, 6, 1)}
+    st = status.evaluate({(p, m) for p, m, _ in daily}, daily, date(2024, 1, 1),
+                         date(2024, 1, 7), RULES, ok_run(), NOW, starts=starts)
+    assert [(d.participant, d.metric, d.day, d.status) for d in st.incomplete()] == [
+        (3, "spo2", date(2024, 1, 5), "missing")]
+    assert len(st.days) == 2 * 2 * 7 + 2 * 4  # participant 3: four days a metric
+    assert not st.started(3, date(2024, 1, 3)) and st.started(3, date(2024, 1, 4))
+    assert st.started(2, date(2024, 1, 1))  # no first day known: every day counts
+
+
+def test_a_first_day_is_the_day_of_the_first_hour_in_the_time_zone():
+    firsts = {(7, "hr"): datetime(2024, 1, 3, 23, tzinfo=UTC)}
+    assert status.first_days(firsts, "UTC") == {7: date(2024, 1, 3)}
+    assert status.first_days(firsts, "Europe/Berlin") == {7: date(2024, 1, 4)}
+
+
+def joined_study() -> status.Status:
+    """Participants 1-4, hr and spo2, 2024-01-01..07: 3 joins on the 4th, 4 on the 6th; 2 has
+    half of the 5th's hr, 1 no spo2 on the 6th and the 7th."""
+    daily, starts = {}, {1: date(2024, 1, 1), 2: date(2024, 1, 1), 3: date(2024, 1, 4),
+                         4: date(2024, 1, 6)}
+    for p, first in starts.items():
+        for i in range((date(2024, 1, 7) - first).days + 1):
+            day = first + timedelta(days=i)
+            daily[(p, "hr", day)], daily[(p, "spo2", day)] = 86_400, 441
+    daily[(2, "hr", date(2024, 1, 5))] = 43_200
+    del daily[(1, "spo2", date(2024, 1, 6))], daily[(1, "spo2", date(2024, 1, 7))]
+    return status.evaluate({(p, m) for p, m, _ in daily}, daily, date(2024, 1, 1),
+                           date(2024, 1, 7), RULES, ok_run(), NOW, starts=starts)
+
+
+def test_the_summary_counts_participants_per_metric_and_day_from_their_first_day():
+    st = joined_study()
+    counts = {(t.metric, t.first): (t.complete, t.partial, t.missing)
+              for t in status.tallies(st, daily=7)}
+    assert counts[("hr", date(2024, 1, 1))] == (2, 0, 0)  # 3 and 4 not yet in the study
+    assert counts[("hr", date(2024, 1, 5))] == (2, 1, 0)
+    assert counts[("spo2", date(2024, 1, 6))] == (3, 0, 1)
+    assert counts[("spo2", date(2024, 1, 7))] == (3, 0, 1)
+    assert len(counts) == 2 * 7
+
+
+def test_the_summary_shows_the_newest_days_one_by_one_and_the_earlier_together():
+    st = joined_study()
+    assert status.spans(st, 2) == [(date(2024, 1, 1), date(2024, 1, 5)),
+                                   (date(2024, 1, 6), date(2024, 1, 6)),
+                                   (date(2024, 1, 7), date(2024, 1, 7))]
+    assert status.spans(st, 30) == [(date(2024, 1, d), date(2024, 1, d)) for d in range(1, 8)]
+    earlier = {t.metric: (t.complete, t.partial, t.missing)
+               for t in status.tallies(st, daily=2) if t.first == date(2024, 1, 1)}
+    assert earlier == {"hr": (2, 1, 0), "spo2": (3, 0, 0)}  # by each one's worst day
+    lines = report.summary_lines(st, daily=2)
+    assert lines[3].split() == ["2024-01-01..2024-01-05", "2/1/0", "3/0/0"]
+    assert lines[-1] == "(2024-01-01..2024-01-05: each participant by its worst day)"
+
+
+def test_participants_who_need_attention_come_worst_first():
+    ranked = status.attention(joined_study())
+    assert [(a.participant, a.missing, a.partial, a.needs_attention) for a in ranked] == [
+        (1, 2, 0, True), (2, 0, 1, True), (3, 0, 0, False), (4, 0, 0, False)]
+    assert ranked[1].share == pytest.approx(1 - 43_200 / (7 * 86_400))
+    assert ranked[2].first_day == date(2024, 1, 4)
+    lines = report.attention_lines(joined_study(), limit=1)
+    assert lines[0] == ("Needs attention: 2 of 4 participants, worst first (the first 1, "
+                        "--limit N; every row: --all)")
+    assert lines[2].split() == ["1", "2024-01-01", "2", "0", "100%", "spo2", "01-06..01-07",
+                                "missing"]
+    assert lines[3:] == ["… and 1 more (--limit 0 lists them all)"]
+    assert len(report.attention_lines(joined_study(), limit=0)) == 2 + 2
+
+
+def many(participants: int = 1000, days: int = 7, every_day_wrong: bool = False) -> Status:
+    """A study of ``participants``, hr and five more metrics, ``days`` days to 2024-01-07: a
+    tenth joins each day of the first few; every 7th stores half of the last day's hr;
+    every 50th nothing for its last two days. Or, ``every_day_wrong``: every day partial."""
+    last = date(2024, 1, 7)
+    first = last - timedelta(days=days - 1)
+    metrics = {"hr": 86_400, "azm": 1_440, "activity": 1, "br": 1, "hrv": None, "spo2": None}
+    daily, starts = {}, {}
+    for p in range(1, participants + 1):
+        starts[p] = min(last, first + timedelta(days=p % 10))
+        for i in range((last - starts[p]).days + 1):
+            day = starts[p] + timedelta(days=i)
+            for metric, rows in metrics.items():
+                if every_day_wrong:
+                    daily[(p, metric, day)] = (rows or 2) // 2 - p % 3
+                elif p % 50 == 0 and day > last - timedelta(days=2):
+                    continue
+                else:
+                    daily[(p, metric, day)] = (rows or 400) // (2 if p % 7 == 0 and
+                                                                 metric == "hr" and
+                                                                 day == last else 1)
+    rules = Expectations({m: r for m, r in metrics.items() if r is not None})
+    return status.evaluate({(p, m) for p, m, _ in daily}, daily, first, last, rules, ok_run(),
+                           NOW, starts=starts)
+
+
+def test_the_summary_of_1000_participants_fits_one_screen():
+    st = many()
+    lines = report.status_lines(st)
+    assert len(lines) <= 80
+    assert lines[0] == ("1,000 participants, 2024-01-01..2024-01-07 (UTC days), each from its "
+                        "first day.")
+    assert lines[3].split() == ["2024-01-01", *["100/0/0"] * 6]  # only a tenth had joined
+    needy = 142 + 20 - 2  # every 7th (hr partial), every 50th (two days gone), both: every 350th
+    assert f"Needs attention: {needy:,} of 1,000 participants, worst first" in lines[11]
+    assert lines[13].split()[:4] == ["50", "2024-01-01", "12", "0"]  # the longest in the study
+    assert len(report.status_lines(st, limit=0)) == len(lines) - 20 - 1 + needy
+    assert lines[-1].startswith("NOT OK: ")
+    assert "(160 of 1,000 participants)" in lines[-1]
+    every = report.status_lines(st, every_row=True)
+    assert len(every) > len(st.incomplete())  # every incomplete day on a line of its own
+
+
+def test_status_options_for_a_study_and_their_defaults():
+    from wearables_ingest.cli import parse_status_args
+
+    args = parse_status_args([])
+    assert (args.all, args.limit, args.summary_days) == (False, 20, 7)
+    args = parse_status_args(["--limit", "0", "--summary-days", "3"])
+    assert (args.limit, args.summary_days) == (0, 3)
+    assert parse_status_args(["--all"]).all is True
+    for wrong in (["--all", "--limit", "5"], ["--limit", "-1"], ["--summary-days", "0"]):
+        with pytest.raises(SystemExit) as caught:
+            parse_status_args(wrong)
+        assert caught.value.code == 2
+
+
 # --- the last run -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("run, problem", [
@@ -158,26 +298,55 @@ def test_empty_expected_rows_leave_it_to_the_database():
 
 # --- text and JSON ----------------------------------------------------------------------------
 
-def test_text_lists_incomplete_days_first_then_one_line_per_pair_and_a_verdict():
+def test_text_is_a_summary_then_who_needs_attention_then_the_run_and_a_verdict():
     daily = full_study()
     daily[(2, "hr", date(2024, 1, 5))] = 43_200
     del daily[(3, "spo2", date(2024, 1, 2))]
     lines = report.status_lines(evaluate(daily))
-    assert [line.split() for line in lines[1:3]] == [
+    assert lines[:3] == [
+        "3 participants, 2024-01-01..2024-01-07 (UTC days), each from its first day.",
+        "Participants complete/partial/missing per metric and day:",
+        "day            hr   spo2"]
+    assert lines[3:10] == [
+        "2024-01-01  3/0/0  3/0/0", "2024-01-02  3/0/0  2/0/1", "2024-01-03  3/0/0  3/0/0",
+        "2024-01-04  3/0/0  3/0/0", "2024-01-05  2/1/0  3/0/0", "2024-01-06  3/0/0  3/0/0",
+        "2024-01-07  3/0/0  3/0/0"]
+    assert lines[10] == ""
+    assert lines[11] == "Needs attention: 2 of 3 participants, worst first (every row: --all)"
+    assert lines[12].split() == ["participant", "first", "day", "missing", "partial", "stored",
+                                 "days", "not", "complete"]
+    assert [line.split() for line in lines[13:15]] == [
+        ["3", "–", "1", "0", "100%", "spo2", "01-02", "missing"],
+        ["2", "–", "0", "1", "93%", "hr", "01-05", "50%"]]
+    assert lines[15:] == [
+        "", "last run: #12 ok (cron), finished 2024-01-08T01:00:00+00:00, 8.0 h ago",
+        "NOT OK: 2 of 42 days incomplete (2 of 3 participants) in 2024-01-01..2024-01-07 "
+        "(UTC days): 1 partial, 1 missing; the last run (#12) succeeded 8.0 h ago"]
+
+
+def test_all_lists_every_incomplete_day_then_one_line_per_pair():
+    daily = full_study()
+    daily[(2, "hr", date(2024, 1, 5))] = 43_200
+    del daily[(3, "spo2", date(2024, 1, 2))]
+    lines = report.status_lines(evaluate(daily), every_row=True)
+    table = lines[lines.index("") + 1:]
+    assert table[0].split() == ["participant", "metric", "day", "rows", "expected", "share",
+                                "status"]
+    assert [line.split() for line in table[1:3]] == [
         ["2", "hr", "2024-01-05", "43,200", "86,400", "50%", "partial"],
         ["3", "spo2", "2024-01-02", "0", "–", "–", "missing"]]
-    assert lines[3].split() == ["1", "hr", "2024-01-01..2024-01-07", "604,800", "604,800",
+    assert table[3].split() == ["1", "hr", "2024-01-01..2024-01-07", "604,800", "604,800",
                                 "100%", "complete", "(7", "days)"]
-    assert len(lines) == 1 + 2 + 6 + 2
-    assert lines[-2] == "last run: #12 ok (cron), finished 2024-01-08T01:00:00+00:00, 8.0 h ago"
-    assert lines[-1] == ("NOT OK: 2 of 42 days incomplete in 2024-01-01..2024-01-07 (UTC days): "
-                         "1 partial, 1 missing; the last run (#12) succeeded 8.0 h ago")
+    assert len(table) == 1 + 2 + 6 + 3  # header, incomplete days, pairs, gap, run, verdict
+    assert "Needs attention" not in "\n".join(lines)
 
 
 def test_the_verdict_of_a_good_morning():
-    assert report.status_lines(evaluate(full_study()))[-1] == (
-        "OK: all 42 days complete in 2024-01-01..2024-01-07 (UTC days); the last run (#12) "
-        "succeeded 8.0 h ago")
+    lines = report.status_lines(evaluate(full_study()))
+    assert lines[-1] == (
+        "OK: all 42 days complete (3 participants) in 2024-01-01..2024-01-07 (UTC days); the "
+        "last run (#12) succeeded 8.0 h ago")
+    assert "Needs attention: none of 3 participants" in lines
 
 
 def test_json_has_complete_days_and_last_run():
@@ -220,6 +389,81 @@ def test_heat_map_is_valid_svg_with_a_cell_per_participant_metric_and_day():
     texts = [t.text for t in root.iter(f"{SVG}text")]
     assert {"participant", "1", "2", "3", "12-26", "01-07"} <= set(texts)  # the newest labelled
     assert "day (UTC)" in texts and "hr  ·  86,400 rows expected a day" in texts
+
+
+def svg_size(text: str) -> tuple[float, float, int]:
+    """The picture's width and height in px (checked against its viewBox), and its bytes."""
+    root = ET.fromstring(text)
+    width, height = float(root.get("width")), float(root.get("height"))
+    assert root.get("viewBox") == f"0 0 {width:.0f} {height:.0f}"
+    return width, height, len(text.encode())
+
+
+def cell_titles(text: str) -> list[str]:
+    return [r.find(f"{SVG}title").text for r in ET.fromstring(text).iter(f"{SVG}rect")
+            if r.find(f"{SVG}title") is not None]
+
+
+def test_heat_map_shows_days_before_a_participants_first_row_in_grey():
+    st = joined_study()
+    root = ET.fromstring(plot.heatmap_svg(st))
+    cells = {r.find(f"{SVG}title").text: r.get("fill") for r in root.iter(f"{SVG}rect")
+             if r.find(f"{SVG}title") is not None}
+    assert len(cells) == 4 * 2 * 7  # every participant on every day, started or not
+    assert cells["participant 4, hr, 2024-01-05: before its first row"] == plot.GREY
+    assert cells["participant 1, spo2, 2024-01-06: 0 rows (no fixed count), missing"] == plot.RED
+    assert "not started" in [t.text for t in root.iter(f"{SVG}text")]
+
+
+@pytest.mark.parametrize("days, every_day_wrong", [(7, False), (7, True), (30, True)])
+def test_heat_map_of_1000_participants_stays_within_5000_px_and_2_mb(days, every_day_wrong):
+    text = plot.heatmap_svg(many(1000, days, every_day_wrong))
+    width, height, size = svg_size(text)
+    assert height <= 5000 and width <= 1300 and size <= 2_000_000, (width, height, size)
+    rows = [t.text for t in ET.fromstring(text).iter(f"{SVG}text")]
+    assert "others" in rows
+
+
+def test_heat_map_of_many_shows_the_worst_first_then_one_row_for_the_others():
+    st = many(500)
+    text = plot.heatmap_svg(st)
+    texts = [t.text for t in ET.fromstring(text).iter(f"{SVG}text")]
+    panel = texts[texts.index("activity  ·  1 row expected a day") + 2:]  # after "participant"
+    labels = panel[:panel.index("others") + 1]
+    worst = [a.participant for a in status.attention(st) if a.needs_attention]
+    assert len(worst) == 80 and labels == [*map(str, worst), "others"]  # all 80 fit
+    assert labels[0] == "50"  # two days missing, from the first day on
+    assert ("500 participants: the 80 who need attention most, worst first, then "
+            "\u201cothers\u201d: the other 420, each day their worst") in texts
+    others = [t for t in cell_titles(text) if t.startswith("420 other participants, hr, ")]
+    assert len(others) == 7
+    assert others[-1] == ("420 other participants, hr, 2024-01-07: 420 complete, 0 partial, "
+                          "0 missing, 0 not started or without hr")
+    assert others[0].endswith("34 complete, 0 partial, 0 missing, 386 not started or without hr")
+
+
+def test_heat_map_rows_stop_where_the_height_runs_out():
+    st = many(1000, 7, every_day_wrong=True)  # everyone needs attention
+    text = plot.heatmap_svg(st, max_height=1500)
+    width, height, _ = svg_size(text)
+    assert height <= 1500
+    texts = [t.text for t in ET.fromstring(text).iter(f"{SVG}text")]
+    shown = plot.fit(1500, 2) - 1
+    assert f"1,000 participants: the {shown} who need attention most, worst first, then " \
+           f"\u201cothers\u201d: the other {1000 - shown:,}, each day their worst" in texts
+
+
+def test_heat_map_of_a_long_period_draws_a_run_of_like_days_as_one_cell():
+    st = many(5, 365)  # 5 participants over a year: every one of them still has a row
+    text = plot.heatmap_svg(st)
+    width, height, size = svg_size(text)
+    texts = [t.text for t in ET.fromstring(text).iter(f"{SVG}text")]
+    assert "others" not in texts and {"1", "2", "3", "4", "5"} <= set(texts)
+    titles = cell_titles(text)
+    assert "participant 1, hr, 2023-01-09..2024-01-07: complete" in titles  # joined on day 2
+    assert "participant 4, hr, 2023-01-09..2023-01-11: before its first row" in titles
+    assert "participant 2, hr, 2023-01-09: before its first row" in titles  # a day alone
+    assert size < 100_000 and height < 1500  # six panels one above the other
 
 
 def test_amber_runs_from_dark_to_light_as_a_day_fills():
