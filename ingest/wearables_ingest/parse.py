@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 
 MAX_JOINED_BYTES = 64 << 20  # blocks joined around a repeated DST hour: at most this much
+# What a timestamp may look like, before it is parsed: ISO 8601 with two-digit fields (the
+# parser alone would take a half-written "00:0" or "+01:0" as a time).
+ISO_SHAPE = r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?)?(?:Z|[+-]\d\d(?::?\d\d)?)?"
 LEAP_SECOND = r"[T ]\d\d:\d\d:60(?:[.,]\d*)?(?:Z|[+-]\d\d(?::?\d\d)?)?$"
 
 
@@ -126,7 +129,8 @@ def localize(ts: pd.Series, source_tz: str) -> tuple[np.ndarray, pd.Series]:
                                           f"in {source_tz} (DST change)")
         out[naive_idx] = placed.dt.tz_convert("UTC").dt.tz_convert(None).to_numpy(
             dtype="datetime64[us]")
-    unreadable = (np.isnat(out) | ~year_first) & reasons.isna().to_numpy()
+    shaped = ts.str.fullmatch(ISO_SHAPE).fillna(False).to_numpy(dtype=bool)
+    unreadable = (np.isnat(out) | ~year_first | ~shaped) & reasons.isna().to_numpy()
     leap = ts.str.contains(LEAP_SECOND).fillna(False).to_numpy(dtype=bool)
     for i in np.flatnonzero(unreadable):
         reasons.iloc[i] = (f"timestamp {ts.iloc[i][:60]!r} is a leap second (:60), which a "

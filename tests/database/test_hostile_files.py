@@ -58,6 +58,7 @@ def test_a_half_written_last_line_waits_for_its_line_end(tmp_path, run_ingest, d
     first = run_ingest()
     assert first.returncode == 0, first.stderr
     assert stored(database_url) == [("2024-01-01T00:00:00.000000", 70.0)]
+    assert run_ingest("--verify").returncode == 0  # --verify reads as the run does
     with hr.open("a") as f:  # the writer finishes the line, and adds one
         f.write("2\n2024-01-01T00:00:02+00:00,73\n")
     second = run_ingest()
