@@ -36,9 +36,10 @@ TAIL_BYTES = 4096  # bytes before a resume position whose hash must still match
 # numpy over the whole block: a regular expression per line would cost more than the
 # database's own parsing.
 PLAIN_BYTES = b"0123456789-+:.,TZeE \n"
-_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)  # of YYYY-MM-DDTHH:MM:SS
-_FIXED = ((4, b"-"), (7, b"-"), (10, b"T "), (13, b":"), (16, b":"), (5, b"01"), (8, b"0123"),
-          (11, b"012"), (14, b"012345"), (17, b"012345"))
+# Per place of ``YYYY-MM-DDTHH:MM:SS``: the lowest and highest byte allowed (place 10, the
+# T or a space, is checked on its own).
+_LOW = np.frombuffer(b"0000-00-00 00:00:00", dtype=np.uint8)
+_HIGH = np.frombuffer(b"9999-19-39T29:59:59", dtype=np.uint8)
 _UTC_SUFFIX = b"+00:00"
 
 
@@ -85,15 +86,11 @@ class Block:
         # Exactly one comma per line, after a timestamp of at least 19 bytes.
         if len(commas) != len(ends) or ((commas - starts) < 19).any() or (commas > ends).any():
             return None
-        digit = (a >= ord("0")) & (a <= ord("9"))
-        for place in _DIGITS:
-            if not digit[starts + place].all():
-                return None
-        for place, allowed in _FIXED:
-            if not np.isin(a[starts + place], np.frombuffer(allowed, dtype=np.uint8)).all():
-                return None
-        if ((a[starts + 11] == ord("2")) & (a[starts + 12] > ord("3"))).any():  # hour 24+
-            return None
+        fixed = a[starts[:, None] + np.arange(19)]  # each line's first 19 bytes
+        if not (((fixed >= _LOW) & (fixed <= _HIGH)).all()
+                and ((fixed[:, 10] == ord("T")) | (fixed[:, 10] == ord(" "))).all()
+                and not ((fixed[:, 11] == ord("2")) & (fixed[:, 12] > ord("3"))).any()):
+            return None  # (an hour 24 or more; a second 60 fails the range)
         # After the seconds: an optional fraction of 1-6 digits, then Z, +00:00 or nothing.
         zulu = a[commas - 1] == ord("Z")
         offset = np.ones(len(ends), dtype=bool)
@@ -107,6 +104,7 @@ class Block:
         if len(has):
             if not (a[starts[has] + 19] == ord(".")).all():
                 return None
+            digit = (a >= ord("0")) & (a <= ord("9"))
             counted = np.cumsum(digit, dtype=np.int64)  # digits in [i, j]: c[j] - c[i-1]
             first, last = starts[has] + 20, starts[has] + 18 + fraction[has]
             if not (counted[last] - counted[first - 1] == fraction[has] - 1).all():

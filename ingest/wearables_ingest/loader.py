@@ -197,7 +197,7 @@ def _write_group(db: Database, jobs: list[_Job], opts: Options) -> list[FileResu
     if opts.method == "copy":
         for job in work:
             try:
-                job.first = first_ts(job.plan, opts.source_tz)
+                job.first = first_ts(job.plan, opts.source_tz, opts.settle_s)
             except Exception:  # noqa: BLE001 - reading it fails again below, with the file's error
                 job.first = None
         probed = [job for job in work if job.first is not None]

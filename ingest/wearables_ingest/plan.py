@@ -40,9 +40,10 @@ def plan(source: SourceFile, entry: Entry | None) -> Plan:
         return Plan(Position(), entry.last_ts, entry.offset is not None, view, tail_of(fd, 0))
 
 
-def first_ts(p: Plan, source_tz: str) -> np.datetime64 | None:
+def first_ts(p: Plan, source_tz: str, settle_s: float = 0.0) -> np.datetime64 | None:
     """Timestamp of the first row that would be read, when its block is plain; else None."""
-    for block in read_blocks(p.view, p.start, block_bytes=64 * 1024, tail=p.tail):
+    for block in read_blocks(p.view, p.start, block_bytes=64 * 1024, settle_s=settle_s,
+                             tail=p.tail):
         span = block.plain_span(naive_ok=source_tz == "UTC")
         return None if span is None else span[0]
     return None
