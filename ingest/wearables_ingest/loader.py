@@ -456,8 +456,10 @@ def _done(result: FileResult, cfg: Config, cp: checkpoint.Checkpoint, saver: _Sa
         if result.rejects:
             rejects.append(cfg.rejects_file, result.source, result.rejects)
         end = result.end
+        # A rewrite of the same size still moves the fingerprint: else every later run
+        # would read the file again from the start, and miss late rows appended to it.
         if (result.last_ts is not None or result.reloaded or entry is None
-                or end.offset != entry.offset):
+                or end.offset != entry.offset or result.tail != entry.tail):
             # The tail hash comes from the file as it was read, not as it is now: a file
             # replaced since is noticed by the next run, never recorded half.
             cp.record(result.source.participant, result.source.metric, result.last_ts,

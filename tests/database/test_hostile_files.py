@@ -366,6 +366,22 @@ def test_a_file_replaced_between_planning_and_reading_fails_alone_and_loads_next
         ("br", 14.0), ("hr", 71.0)]
 
 
+def test_a_rewrite_of_the_same_size_is_recorded_so_late_rows_after_it_load(tmp_path, database_url):
+    # Found by the property test: the line ends flipped (CRLF <-> LF, as many each way)
+    # keep the size; the checkpoint must still take the new fingerprint.
+    hr = write(tmp_path / "data/hr.csv", "ts,value\n2024-01-01T03:00:00Z,70\r\n"
+                                         "2024-01-01T00:00:00Z,71\n")
+    cfg = config(tmp_path, database_url, PARTICIPANT_ID="1")
+    assert loader.run(cfg).ok
+    write(tmp_path / "new.csv", "ts,value\n2024-01-01T03:00:00Z,70\n"
+                                "2024-01-01T00:00:00Z,71\r\n").replace(hr)
+    assert loader.run(cfg).ok  # read again from the start: nothing new
+    with hr.open("a") as f:
+        f.write("2024-01-01T01:00:00Z,72\n")  # late, older than the newest row
+    assert loader.run(cfg).ok
+    assert [v for _, v in stored(database_url)] == [71.0, 72.0, 70.0]
+
+
 # --- Issue 19, point 1: the data folder is a box ------------------------------------------------
 
 def test_links_fifos_and_sockets_are_refused_without_reading_or_waiting(
