@@ -59,6 +59,9 @@ def discover(data_dir: Path, participant_id: int | None = None
     """
     if not data_dir.is_dir():
         raise SourceError(f"{data_dir}: data folder not found")
+    if participant_id is not None and participant_id > MAX_PARTICIPANT:
+        raise ConfigError(f"PARTICIPANT_ID={participant_id} is out of range (at most "
+                          f"{MAX_PARTICIPANT:,})")
     own = folder_number(data_dir)
     if own is not None:
         if own > MAX_PARTICIPANT:

@@ -126,6 +126,13 @@ def test_a_participant_number_beyond_the_column_fails_that_folder_alone(
     assert last_run(database_url)[0] == "partial"
 
 
+def test_a_participant_id_beyond_the_column_stops_the_run(tmp_path):
+    from wearables_ingest.discovery import discover
+    write(tmp_path / "export/hr.csv", "ts,value\n")
+    with pytest.raises(ConfigError, match="PARTICIPANT_ID=99999999999 is out of range"):
+        discover(tmp_path / "export", participant_id=99_999_999_999)
+
+
 def test_only_ascii_digits_name_a_participant(tmp_path, run_ingest, database_url):
     write(tmp_path / "data/participant_١/hr.csv", "ts,value\n2024-01-01T00:00:00Z,70\n")
     write(tmp_path / "data/participant_002/hr.csv", "ts,value\n2024-01-01T00:00:00Z,71\n")
