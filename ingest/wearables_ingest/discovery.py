@@ -104,7 +104,10 @@ def _participant_folders(data_dir: Path) -> tuple[list[tuple[int, Path]], list[S
         number = folder_number(p)
         if number is None:
             continue
-        mode = p.lstat().st_mode
+        try:
+            mode = p.lstat().st_mode
+        except FileNotFoundError:  # gone since the listing
+            continue
         if stat.S_ISLNK(mode):
             problems.append(not_regular(p, "a symbolic link"))
             continue
@@ -132,7 +135,10 @@ def _metric_files(folder: Path, participant: int, prefix: str) -> tuple[list[Sou
     files, problems = [], []
     for path in sorted(folder.glob("*.csv")):
         metric = path.name[: -len(".csv")]
-        kind = _kind(path.lstat().st_mode)
+        try:
+            kind = _kind(path.lstat().st_mode)
+        except FileNotFoundError:  # gone since the listing
+            continue
         if kind is not None:  # never opened: a FIFO would block, a link could leave the folder
             problems.append(not_regular(path, kind))
         elif METRIC_NAME.fullmatch(metric):
