@@ -11,28 +11,36 @@ parse.py), which finds the exact line of a bad row.
 from __future__ import annotations
 
 import hashlib
-import re
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from wearables_ingest.errors import SourceError
+from wearables_ingest.opening import View, opened
 
 HEADER = ("ts", "value")
 BLOCK_BYTES = 4 << 20  # read size; a block is this much, cut back to the last line end
 MAX_LINE_BYTES = 1 << 20  # a longer line is an error, not a reason to read the file into memory
 TAIL_BYTES = 4096  # bytes before a resume position whose hash must still match
 
-# The plain check, cheap enough to run on every byte (a regular expression per
-# line would cost more than the database's own parsing).
+# The plain check: every line exactly ``YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}][Z|+00:00],value``
+# (an hour up to 23 and a second up to 59: the server would read 24:00 or :60 as the
+# next day or minute; at most 6 fractional digits: it would round more), the value only
+# digits, sign, point, exponent and spaces. Checked with
+# numpy over the whole block: a regular expression per line would cost more than the
+# database's own parsing.
 PLAIN_BYTES = b"0123456789-+:.,TZeE \n"
-_LINE_START = rb"\d{4}-[01]\d-[0-3]\d[T ](?:[01]\d|2[0-3]):[0-5]\d"
-FIRST_LINE_PLAIN = re.compile(_LINE_START)
-NEXT_LINE_NOT_PLAIN = re.compile(rb"\n(?!" + _LINE_START + rb")")
-NAIVE_TS = re.compile(rb"[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?,")  # the time, then straight the comma
+# Per place of ``YYYY-MM-DDTHH:MM:SS``: the lowest and highest byte allowed (place 10, the
+# T or a space, is checked on its own).
+_LOW = np.frombuffer(b"0000-00-00 00:00:00", dtype=np.uint8)
+_HIGH = np.frombuffer(b"9999-19-39T29:59:59", dtype=np.uint8)
+_UTC_SUFFIX = b"+00:00"
 
 
 @dataclass(frozen=True)
@@ -58,10 +66,50 @@ class Block:
     first_line: int  # line number of the first of them in the file
     end: Position  # where the next block starts
     rejects: tuple[Reject, ...] = ()  # lines too long to read, skipped just before ``data``
+    tail: str | None = None  # tail_hash at ``end``, from the same opened file
 
     @property
     def rows(self) -> int:
         return self.data.count(b"\n")
+
+    @cached_property
+    def _shape(self) -> tuple[np.ndarray, bool] | None:
+        """Each line's start, and whether any timestamp lacks an offset, for a plain
+        block; else None."""
+        data = self.data
+        if self.rejects or not data or data.translate(None, PLAIN_BYTES):
+            return None
+        a = np.frombuffer(data, dtype=np.uint8)
+        ends = np.flatnonzero(a == ord("\n"))
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        commas = np.flatnonzero(a == ord(","))
+        # Exactly one comma per line, after a timestamp of at least 19 bytes.
+        if len(commas) != len(ends) or ((commas - starts) < 19).any() or (commas > ends).any():
+            return None
+        fixed = a[starts[:, None] + np.arange(19)]  # each line's first 19 bytes
+        if not (((fixed >= _LOW) & (fixed <= _HIGH)).all()
+                and ((fixed[:, 10] == ord("T")) | (fixed[:, 10] == ord(" "))).all()
+                and not ((fixed[:, 11] == ord("2")) & (fixed[:, 12] > ord("3"))).any()):
+            return None  # (an hour 24 or more; a second 60 fails the range)
+        # After the seconds: an optional fraction of 1-6 digits, then Z, +00:00 or nothing.
+        zulu = a[commas - 1] == ord("Z")
+        offset = np.ones(len(ends), dtype=bool)
+        for back, char in enumerate(reversed(_UTC_SUFFIX), start=1):
+            offset &= a[commas - back] == char
+        offset &= commas - starts >= 25
+        fraction = commas - starts - 19 - np.where(zulu, 1, np.where(offset, 6, 0))
+        if not ((fraction == 0) | ((fraction >= 2) & (fraction <= 7))).all():
+            return None
+        has = np.flatnonzero(fraction)
+        if len(has):
+            if not (a[starts[has] + 19] == ord(".")).all():
+                return None
+            digit = (a >= ord("0")) & (a <= ord("9"))
+            counted = np.cumsum(digit, dtype=np.int64)  # digits in [i, j]: c[j] - c[i-1]
+            first, last = starts[has] + 20, starts[has] + 18 + fraction[has]
+            if not (counted[last] - counted[first - 1] == fraction[has] - 1).all():
+                return None
+        return starts, not (zulu | offset).all()
 
     def is_plain(self, naive_ok: bool = True) -> bool:
         """True when the block may go to the database unparsed (see the module's docstring).
@@ -69,31 +117,22 @@ class Block:
         With ``naive_ok`` False, a timestamp without a UTC offset makes it not plain
         (it must be placed in the source time zone row by row).
         """
-        data = self.data
-        return (not self.rejects
-                and not data.translate(None, PLAIN_BYTES)
-                and FIRST_LINE_PLAIN.match(data) is not None
-                and NEXT_LINE_NOT_PLAIN.search(data, 0, len(data) - 1) is None
-                and (naive_ok or NAIVE_TS.search(data) is None))
+        return self._plain(naive_ok) is not None
+
+    def _plain(self, naive_ok: bool) -> np.ndarray | None:
+        """Each line's start, for a plain block; else None."""
+        shape = self._shape
+        if shape is None or (not naive_ok and shape[1]):
+            return None
+        return shape[0]
 
     def utc_hours(self, naive_ok: bool = True) -> dict[np.datetime64, int] | None:
-        """Rows per UTC hour of a plain block, read off its bytes, when every timestamp is in
-        UTC ('Z', '+00:00', or no offset with ``naive_ok``); else None (parse it instead)."""
-        data = self.data
-        a = np.frombuffer(data, dtype=np.uint8)
-        ends = np.flatnonzero(a == ord("\n"))
-        if not len(ends):
-            return {}
-        starts = np.concatenate(([0], ends[:-1] + 1))
-        # Each line's ts ends in "+00:00" or "Z" (counted in C, no pass per line), or the
-        # lines without are checked one by one. A line of another shape fails its COPY.
-        if data.count(b"+00:00,") + data.count(b"Z,") != len(ends):
-            if not naive_ok:
-                return None
-            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-                ts = data[start : data.find(b",", start, end)]
-                if not (ts.endswith((b"+00:00", b"Z")) or not any(c in ts[10:] for c in b"+-Z")):
-                    return None
+        """Rows per UTC hour of a plain block, read off its bytes; None when it is not plain
+        (parse it instead)."""
+        starts = self._plain(naive_ok)
+        if starts is None:
+            return None
+        a = np.frombuffer(self.data, dtype=np.uint8)
         # The hour as the number YYYYMMDDHH, from the digits at fixed places of the line.
         key = np.zeros(len(starts), dtype=np.int64)
         for place in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12):
@@ -132,78 +171,124 @@ def _utc(stamp: bytes) -> np.datetime64:
 
 
 def check_header(path: Path, first: bytes) -> None:
-    """Check the file's first line is the ``ts,value`` header (a UTF-8 BOM is allowed)."""
+    """Check the file's first line is the ``ts,value`` header (a UTF-8 BOM is allowed).
+
+    The message never quotes the line: a file that is not a metric file may hold anything.
+    """
     if not first:
         raise SourceError(f"{path}: empty file (expected the header 'ts,value')")
     text = first.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").rstrip("\r\n")
     if tuple(c.strip() for c in text.split(",")) != HEADER:
-        raise SourceError(f"{path}:1: header is {text[:80]!r}, expected 'ts,value'")
+        raise SourceError(f"{path}:1: the first line is not the header 'ts,value'; "
+                          "is it a metric file?")
 
 
-def read_blocks(path: Path, start: Position = Position(),
-                block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
+def read_blocks(source: Path | View, start: Position = Position(),
+                block_bytes: int = BLOCK_BYTES, settle_s: float = 0.0,
+                tail: str | None = None) -> Iterator[Block]:
     """The file's lines from ``start`` on, in blocks; checks the header when starting at 0.
 
-    A last line without a line ending is read as complete. A line longer than
+    ``source`` is a path, or the View a run planned with: then the file opened must
+    still be that one (same inode, not shorter, ``tail`` still the hash before
+    ``start``), and only its first ``View.size`` bytes are read, so a file replaced
+    or rewritten during the run fails alone instead of being half-recorded.
+
+    A last line without its line ending may still be growing: it is read only once
+    the file has stayed unchanged for ``settle_s`` seconds. A line longer than
     MAX_LINE_BYTES is skipped (never held in memory whole) and handed on as a
     Reject of the next block.
     """
-    try:
-        with path.open("rb") as f:
-            f.seek(start.offset)
-            offset, line = start.offset, start.line  # file position and number of ``carry``
-            if offset == 0:
-                header = f.readline(MAX_LINE_BYTES)
-                check_header(path, header)
-                offset, line = len(header), 2
-            carry = b""
-            skipping: Reject | None = None
-            rejects: list[Reject] = []
-            while piece := f.read(block_bytes):
-                if skipping is not None:  # inside an over-long line: drop bytes to its end
-                    nl = piece.find(b"\n")
-                    if nl < 0:
-                        offset += len(piece)
-                        continue
-                    rejects.append(skipping)
-                    skipping = None
-                    offset, line = offset + nl + 1, line + 1
-                    piece = piece[nl + 1 :]
-                data = carry + piece
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:
-                    if len(data) > MAX_LINE_BYTES:
-                        skipping = Reject(line, f"line longer than {MAX_LINE_BYTES:,} bytes",
-                                          data[:200])
-                        offset, carry = offset + len(data), b""
-                    else:
-                        carry = data
-                    continue
-                carry = data[cut:]
-                rows = data.count(b"\n", 0, cut)
-                yield Block(_lf(data[:cut]), line, Position(offset + cut, line + rows),
-                            tuple(rejects))
-                rejects = []
-                offset += cut
-                line += rows
-            if skipping is not None:  # the over-long line was the last one
-                rejects.append(skipping)
-                line += 1
-            if carry:
-                yield Block(_lf(carry) + b"\n", line, Position(offset + len(carry), line + 1),
-                            tuple(rejects))
-            elif rejects:
-                yield Block(b"", line, Position(offset, line), tuple(rejects))
-    except OSError as e:
-        raise SourceError(f"{path}: cannot read: {e.strerror}") from None
+    path = source.path if isinstance(source, View) else source
+    with opened(path) as (fd, st):
+        view = source if isinstance(source, View) else View.of(path, st)
+        if ((st.st_dev, st.st_ino) != (view.device, view.inode) or st.st_size < view.size
+                or (tail is not None and tail_of(fd, start.offset) != tail)):
+            raise SourceError(f"{path}: replaced or rewritten during the run; not loaded now, "
+                              "read again by the next run")
+        yield from _blocks(fd, path, view, start, block_bytes,
+                           settled=time.time() - view.mtime >= settle_s)
+
+
+def _blocks(fd: int, path: Path, view: View, start: Position, block_bytes: int,
+            settled: bool) -> Iterator[Block]:
+    size = view.size
+    offset, line = start.offset, start.line  # file position and number of ``carry``
+    pos = offset  # how far the file has been read
+    if offset == 0:
+        head = os.pread(fd, min(size, MAX_LINE_BYTES), 0)
+        nl = head.find(b"\n")
+        if nl >= 0:
+            header = head[: nl + 1]
+        elif settled or not size or len(head) >= MAX_LINE_BYTES:
+            header = head  # the whole file is one line: the header or not, it is complete
+        else:
+            return  # the header itself is still being written
+        check_header(path, header)
+        offset = pos = len(header)
+        line = 2
+    carry = b""
+    skipping: Reject | None = None
+    skip_start = 0
+    rejects: list[Reject] = []
+
+    def block(data: bytes, first: int, end: Position) -> Block:
+        return Block(_lf(data), first, end, tuple(rejects), tail_of(fd, end.offset))
+
+    while pos < size:
+        piece = os.pread(fd, min(block_bytes, size - pos), pos)
+        if not piece:  # shorter than it was a moment ago: truncated under us
+            raise SourceError(f"{path}: truncated during the run; not loaded now, read again "
+                              "by the next run")
+        pos += len(piece)
+        if skipping is not None:  # inside an over-long line: drop bytes to its end
+            nl = piece.find(b"\n")
+            if nl < 0:
+                offset += len(piece)
+                continue
+            rejects.append(skipping)
+            skipping = None
+            offset, line = offset + nl + 1, line + 1
+            piece = piece[nl + 1 :]
+        data = carry + piece
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            if len(data) > MAX_LINE_BYTES:
+                skipping = Reject(line, f"line longer than {MAX_LINE_BYTES:,} bytes",
+                                  data[:200])
+                skip_start = offset
+                offset, carry = offset + len(data), b""
+            else:
+                carry = data
+            continue
+        carry = data[cut:]
+        rows = data.count(b"\n", 0, cut)
+        yield block(data[:cut], line, Position(offset + cut, line + rows))
+        rejects = []
+        offset += cut
+        line += rows
+    if skipping is not None:
+        if settled:  # the over-long line was the last one
+            rejects.append(skipping)
+            line += 1
+        else:  # it may still be growing: read it again next time
+            offset = skip_start
+    if carry and settled:
+        yield block(carry + b"\n", line, Position(offset + len(carry), line + 1))
+    elif rejects:
+        yield block(b"", line, Position(offset, line))
 
 
 def _lf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n") if b"\r" in data else data
 
 
-def tail_hash(path: Path, offset: int) -> str:
+def tail_of(fd: int, offset: int) -> str:
     """SHA-256 of the bytes just before ``offset``: tells whether the part already read changed."""
-    with path.open("rb") as f:
-        f.seek(max(0, offset - TAIL_BYTES))
-        return hashlib.sha256(f.read(min(offset, TAIL_BYTES))).hexdigest()
+    return hashlib.sha256(os.pread(fd, min(offset, TAIL_BYTES),
+                                   max(0, offset - TAIL_BYTES))).hexdigest()
+
+
+def tail_hash(path: Path, offset: int) -> str:
+    """tail_of for a path (opened as every source file is: see ``opened``)."""
+    with opened(path) as (fd, _):
+        return tail_of(fd, offset)

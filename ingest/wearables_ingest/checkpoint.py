@@ -115,9 +115,15 @@ def from_json(data: object) -> Checkpoint:
     participants = data.get("participants")
     if not isinstance(participants, dict):
         raise ValueError("'participants' is missing or not an object")
+    seen: set[int] = set()
     for participant, metrics in participants.items():
-        if not participant.isdigit() or not isinstance(metrics, dict):
+        # Keys are numbers in ASCII digits, compared as integers: "7" and "007" are one.
+        if not (participant.isascii() and participant.isdigit()) or not isinstance(metrics,
+                                                                                    dict):
             raise ValueError(f"participant entry {participant!r} is malformed")
+        if int(participant) in seen:
+            raise ValueError(f"participant {int(participant)} has two entries")
+        seen.add(int(participant))
         for metric, raw in metrics.items():
             where = f"{participant}/{metric}"
             if not isinstance(raw, dict):

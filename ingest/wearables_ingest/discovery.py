@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from wearables_ingest.errors import ConfigError, SourceError
 
 METRIC_NAME = re.compile(r"[a-z][a-z0-9_]*")
-PARTICIPANT_DIR = re.compile(r"participant_(\d+)")
+PARTICIPANT_DIR = re.compile(r"participant_([0-9]+)", re.ASCII)  # ASCII digits only, not "١"
+MAX_PARTICIPANT = 2**31 - 1  # raw_data.participant is an INT
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,24 @@ def folder_number(folder: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _kind(mode: int) -> str | None:
+    """What a file that is not a regular file is, for its error; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def not_regular(path: Path, kind: str) -> SourceError:
+    """The error of a name in the data folder that is not a regular file: never read."""
+    return SourceError(f"{path}: is {kind}, not a regular file; not read (the data folder "
+                       "may hold only regular files and folders, no links)")
+
+
 def discover(data_dir: Path, participant_id: int | None = None
              ) -> tuple[list[SourceFile], list[SourceError]]:
     """The metric files under ``data_dir``, sorted, and the files that cannot be metrics.
@@ -39,13 +59,18 @@ def discover(data_dir: Path, participant_id: int | None = None
     """
     if not data_dir.is_dir():
         raise SourceError(f"{data_dir}: data folder not found")
+    if participant_id is not None and participant_id > MAX_PARTICIPANT:
+        raise ConfigError(f"PARTICIPANT_ID={participant_id} is out of range (at most "
+                          f"{MAX_PARTICIPANT:,})")
     own = folder_number(data_dir)
     if own is not None:
+        if own > MAX_PARTICIPANT:
+            raise SourceError(f"{data_dir}: participant number {own} is out of range "
+                              f"(at most {MAX_PARTICIPANT:,}); nothing was loaded")
         _agrees(participant_id, own, data_dir)
         return _metric_files(data_dir, own, prefix="")
-    folders = sorted((n, p) for p in data_dir.iterdir()
-                     if p.is_dir() and (n := folder_number(p)) is not None)
-    if not folders:
+    folders, problems = _participant_folders(data_dir)
+    if not folders and not problems:
         if participant_id is None and any(data_dir.glob("*.csv")):
             raise ConfigError(f"{data_dir}: the folder's name carries no participant number; "
                               "name it participant_NNN, or set PARTICIPANT_ID")
@@ -55,7 +80,6 @@ def discover(data_dir: Path, participant_id: int | None = None
         raise SourceError(f"{data_dir}: holds both participant_NNN folders and CSV files "
                           f"({', '.join(loose)}); keep one layout")
     files: list[SourceFile] = []
-    problems: list[SourceError] = []
     # With one participant the seed's labels stay as they were ("hr"); with several,
     # a line names the folder too ("participant_007/hr").
     several = len(folders) > 1
@@ -65,6 +89,39 @@ def discover(data_dir: Path, participant_id: int | None = None
         files += found
         problems += bad
     return files, problems
+
+
+def _participant_folders(data_dir: Path) -> tuple[list[tuple[int, Path]], list[SourceError]]:
+    """The participant_NNN folders by number, and the folders that cannot be loaded.
+
+    Two folders with one number (participant_7, participant_007) stop the run
+    before anything is written; a number beyond raw_data's INT, or a folder
+    that is a symbolic link, is that folder's error.
+    """
+    found: dict[int, Path] = {}
+    problems: list[SourceError] = []
+    for p in sorted(data_dir.iterdir()):
+        number = folder_number(p)
+        if number is None:
+            continue
+        try:
+            mode = p.lstat().st_mode
+        except FileNotFoundError:  # gone since the listing
+            continue
+        if stat.S_ISLNK(mode):
+            problems.append(not_regular(p, "a symbolic link"))
+            continue
+        if not stat.S_ISDIR(mode):
+            continue
+        if number > MAX_PARTICIPANT:
+            problems.append(SourceError(f"{p}: participant number {number} is out of range "
+                                        f"(at most {MAX_PARTICIPANT:,}); folder not loaded"))
+            continue
+        if number in found:
+            raise ConfigError(f"{found[number]} and {p} are both participant {number}; "
+                              "nothing was loaded (rename one of them)")
+        found[number] = p
+    return sorted(found.items()), problems
 
 
 def _agrees(participant_id: int | None, number: int, folder: Path) -> None:
@@ -78,7 +135,13 @@ def _metric_files(folder: Path, participant: int, prefix: str) -> tuple[list[Sou
     files, problems = [], []
     for path in sorted(folder.glob("*.csv")):
         metric = path.name[: -len(".csv")]
-        if METRIC_NAME.fullmatch(metric):
+        try:
+            kind = _kind(path.lstat().st_mode)
+        except FileNotFoundError:  # gone since the listing
+            continue
+        if kind is not None:  # never opened: a FIFO would block, a link could leave the folder
+            problems.append(not_regular(path, kind))
+        elif METRIC_NAME.fullmatch(metric):
             files.append(SourceFile(participant, metric, path, prefix + metric))
         else:
             problems.append(SourceError(

@@ -17,18 +17,19 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from wearables_ingest import checkpoint, database, rejects, writer
-from wearables_ingest.blocks import Block, Reject, read_blocks, tail_hash
+from wearables_ingest.blocks import Block, Reject, read_blocks
 from wearables_ingest.copydata import from_block, from_rows, line_suffix
 from wearables_ingest.database import Database
 from wearables_ingest.discovery import SourceFile, discover
-from wearables_ingest.errors import ConnectionLost, RowsRefused, SourceError
+from wearables_ingest.errors import ConnectionLost, IngestError, RowsRefused, SourceError
 from wearables_ingest.lock import locked
-from wearables_ingest.parse import Chunk, hours_of, newer_than, parse_block
+from wearables_ingest.parse import Chunk, hours_of, newer_than, parse_block, whole_folds
 from wearables_ingest.plan import Plan, first_ts, plan
 from wearables_ingest.results import FileResult, RunResult
 from wearables_ingest.settings import Config
@@ -54,13 +55,16 @@ class Options:
     dry_run: bool = False  # count what would be inserted; commit nothing
     table_exists: bool = True  # False only for a dry run against a new database
     progress: Progress | None = None
+    settle_s: float = 0.0  # a last line without its line end is read once this old
 
 
 class FileRows:
     """One file's rows from the plan's start (writer.Rows), read afresh for each strategy.
 
     Each reading also collects what the run needs to know afterwards: the newest
-    timestamp offered, where reading stopped, and the rows rejected.
+    timestamp offered, where reading stopped (and the tail hash there, from the
+    same opened file), and the rows rejected. Whatever goes wrong while reading
+    is this file's SourceError, so it fails alone.
     """
 
     def __init__(self, source: SourceFile, p: Plan, opts: Options) -> None:
@@ -71,6 +75,7 @@ class FileRows:
     def _reset(self) -> None:
         self.last_ts: np.datetime64 | None = None
         self.end = self.plan.start
+        self.tail = self.plan.tail
         self.rejects: list[Reject] = []
         self._hours: Counter[np.datetime64] = Counter()
         self._copied = 0
@@ -85,23 +90,36 @@ class FileRows:
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
 
+    @contextmanager
+    def _file_errors(self) -> Iterator[None]:
+        """Any unexpected error while reading becomes this file's one-line SourceError."""
+        try:
+            yield
+        except IngestError:
+            raise
+        except Exception as e:
+            raise SourceError(f"{self.source.path}: cannot be read ({type(e).__name__}: "
+                              f"{str(e)[:200]})") from None
+
     def _blocks(self) -> Iterator[Block]:
         self._reset()
-        start = self.plan.start
-        total = max(0, self.source.path.stat().st_size - start.offset)
-        for block in read_blocks(self.source.path, start):
+        start, view = self.plan.start, self.plan.view
+        total = max(0, view.size - start.offset)
+        blocks = read_blocks(view, start, settle_s=self.opts.settle_s, tail=self.plan.tail)
+        for block in whole_folds(blocks, self.opts.source_tz):
             yield block
-            self.end = block.end
+            self.end, self.tail = block.end, block.tail
             if self.opts.progress is not None:
                 self.opts.progress(self.source, block.rows, block.end.offset - start.offset, total)
 
     def _parse(self, block: Block) -> Chunk:
-        chunk, bad = parse_block(block, self.opts.source_tz)
+        chunk, bad = parse_block(block, self.opts.source_tz, self.source.path)
         self.rejects += bad
         if len(self.rejects) > MAX_REJECTS:
-            first = self.rejects[0]
-            raise SourceError(f"{self.source.path}: more than {MAX_REJECTS:,} bad rows (the first "
-                              f"on line {first.line}: {first.reason}); is it a metric file?")
+            # The reason is left out: it quotes the line, and this message is stored
+            # in ingest_runs (rejects.csv holds the rows of files that load).
+            raise SourceError(f"{self.source.path}: more than {MAX_REJECTS:,} bad rows (the "
+                              f"first on line {self.rejects[0].line}); is it a metric file?")
         chunk = newer_than(chunk, self.plan.last_ts)
         if len(chunk):
             self._saw(chunk.ts.max())
@@ -109,6 +127,10 @@ class FileRows:
         return chunk
 
     def copy_data(self, parse_all: bool, count_hours: bool = False) -> Iterator[bytes]:
+        with self._file_errors():
+            yield from self._copy_data(parse_all, count_hours)
+
+    def _copy_data(self, parse_all: bool, count_hours: bool) -> Iterator[bytes]:
         suffix = line_suffix(self.participant, self.metric)
         naive_ok = self.opts.source_tz == "UTC"  # the session's time zone is UTC
         for block in self._blocks():
@@ -118,8 +140,9 @@ class FileRows:
                 self._saw(max(span))
                 if count_hours:
                     hours = block.utc_hours(naive_ok)
-                    if hours is None:  # offsets other than UTC's: the hours need the parse
-                        hours = hours_of(parse_block(block, self.opts.source_tz)[0].ts)
+                    if hours is None:  # no such day (2024-02-30): the COPY fails anyway
+                        hours = hours_of(parse_block(block, self.opts.source_tz,
+                                                     self.source.path)[0].ts)
                     self._hours.update(hours)
                 self._copied += block.rows
                 yield from_block(block.data, suffix)
@@ -130,10 +153,11 @@ class FileRows:
                     yield from_rows(chunk.ts, chunk.values, suffix)
 
     def parsed(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for block in self._blocks():
-            chunk = self._parse(block)
-            if len(chunk):
-                yield chunk.ts, chunk.values
+        with self._file_errors():
+            for block in self._blocks():
+                chunk = self._parse(block)
+                if len(chunk):
+                    yield chunk.ts, chunk.values
 
 
 @dataclass
@@ -153,11 +177,16 @@ def _result(job: _Job, written: writer.Written, rows: FileRows) -> FileResult:
     return FileResult(job.source, written.offered, written.inserted, rows.last_ts, rows.end,
                       rescanned=job.plan.rescanned, reloaded=job.reloaded,
                       checkpoint_ts=job.entry.last_ts if job.entry else None,
-                      rejects=rows.rejects, strategy=written.strategy)
+                      rejects=rows.rejects, strategy=written.strategy, tail=rows.tail)
 
 
 def _failed(source: SourceFile, e: Exception) -> FileResult:
-    text = str(e) if isinstance(e, SourceError) else f"{source.path}: {e}"
+    if isinstance(e, SourceError):
+        text = str(e)
+    elif isinstance(e, IngestError):
+        text = f"{source.path}: {e}"
+    else:  # a bug or a case not foreseen: still this file's one line, never a traceback
+        text = f"{source.path}: cannot be read ({type(e).__name__}: {str(e)[:200]})"
     return FileResult(source, error=f"{text} ({source.label} not loaded; its checkpoint is "
                                     "unchanged)")
 
@@ -168,9 +197,9 @@ def _write_group(db: Database, jobs: list[_Job], opts: Options) -> list[FileResu
     if opts.method == "copy":
         for job in work:
             try:
-                job.first = first_ts(job.source, job.plan, opts.source_tz)
-            except SourceError:
-                job.first = None  # reading it fails again below, with the file's error
+                job.first = first_ts(job.plan, opts.source_tz, opts.settle_s)
+            except Exception:  # noqa: BLE001 - reading it fails again below, with the file's error
+                job.first = None
         probed = [job for job in work if job.first is not None]
         stored = database.stored_since(
             db, [(j.source.participant, j.source.metric, j.first) for j in probed])
@@ -212,7 +241,7 @@ def _write_group(db: Database, jobs: list[_Job], opts: Options) -> list[FileResu
 
 
 def _unchanged(job: _Job) -> FileResult:
-    return FileResult(job.source, end=job.plan.start,
+    return FileResult(job.source, end=job.plan.start, tail=job.plan.tail,
                       checkpoint_ts=job.entry.last_ts if job.entry else None)
 
 
@@ -301,7 +330,7 @@ def run(cfg: Config, full: bool = False, dry_run: bool = False,
                 database.ensure_schema(db)
                 outcome.run_id = database.start_run(db, cfg.trigger)
             opts = Options(cfg.method, cfg.batch_rows, cfg.source_tz, dry_run, table_exists,
-                           progress)
+                           progress, cfg.settle_s)
             entries = {f: None if full else cp.entry(f.participant, f.metric) for f in files}
             lost = _lost(db, entries) if table_exists else set()
             if not dry_run:
@@ -315,6 +344,9 @@ def run(cfg: Config, full: bool = False, dry_run: bool = False,
             if outcome.run_id is not None:
                 database.end_run(db, outcome.run_id, outcome.status, outcome.per_file(),
                                  "; ".join(outcome.errors) or None)
+        except BaseException as e:
+            _end_failed(db, outcome, e)
+            raise
         finally:
             db.close()
             if saver.dirty:  # what committed is kept, however the run ends
@@ -325,6 +357,24 @@ def run(cfg: Config, full: bool = False, dry_run: bool = False,
             saver.now()
         outcome.last_success = cp.finished_at
     return outcome
+
+
+def _end_failed(db: Database, outcome: RunResult, e: BaseException) -> None:
+    """Close the run record of a run that ends on an exception: ``failed``, with the
+    reason, never left ``running`` (a kill -9 is the one end that cannot do this)."""
+    if outcome.run_id is None:
+        return
+    reason = ("interrupted" if isinstance(e, KeyboardInterrupt)
+              else str(e).splitlines()[0][:500] if str(e) else type(e).__name__)
+    for attempt in range(2):
+        try:
+            if attempt:
+                db.open()  # the error may have been the connection itself
+            database.end_run(db, outcome.run_id, "failed", outcome.per_file(), reason)
+            return
+        except Exception as again:  # noqa: BLE001 - the first error is the one to report
+            problem = again
+    log.warning("the run record %d stays 'running': %s", outcome.run_id, problem)
 
 
 def _lost(db: Database, entries: dict[SourceFile, checkpoint.Entry | None]) -> set[SourceFile]:
@@ -349,15 +399,14 @@ def _groups(files: list[SourceFile], entries: dict[SourceFile, checkpoint.Entry 
         reloaded = source in lost
         try:
             p = plan(source, None if reloaded else entry)
-            size = source.path.stat().st_size
-        except (SourceError, OSError) as e:
-            result = _failed(source, e if isinstance(e, SourceError)
-                             else SourceError(f"{source.path}: cannot read: {e.strerror}"))
+        except Exception as e:  # noqa: BLE001 - whatever it is, this file fails alone
+            result = _failed(source, e)
             outcome.files.append(result)
             outcome.errors.append(result.error)
             log.error("%s", result.error)
             on_file(result)
             continue
+        size = p.view.size
         unchanged = 0 < p.start.offset >= size  # nothing appended since the last run
         group.append(_Job(source, entry, p, reloaded, unchanged))
         pending += size - p.start.offset
@@ -408,10 +457,13 @@ def _done(result: FileResult, cfg: Config, cp: checkpoint.Checkpoint, saver: _Sa
             rejects.append(cfg.rejects_file, result.source, result.rejects,
                            cfg.rejects_max_bytes)
         end = result.end
+        # A rewrite of the same size still moves the fingerprint: else every later run
+        # would read the file again from the start, and miss late rows appended to it.
         if (result.last_ts is not None or result.reloaded or entry is None
-                or end.offset != entry.offset):
+                or end.offset != entry.offset or result.tail != entry.tail):
+            # The tail hash comes from the file as it was read, not as it is now: a file
+            # replaced since is noticed by the next run, never recorded half.
             cp.record(result.source.participant, result.source.metric, result.last_ts,
-                      end.offset, end.line, tail_hash(result.source.path, end.offset),
-                      reset=result.reloaded)
+                      end.offset, end.line, result.tail, reset=result.reloaded)
             saver.dirty = True
     on_file(result)

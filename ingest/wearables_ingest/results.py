@@ -23,6 +23,7 @@ class FileResult:
     rejects: list[Reject] = field(default_factory=list)
     strategy: str | None = None  # how the rows were written (writer.py)
     error: str | None = None
+    tail: str | None = None  # tail hash at ``end``, of the file as it was read
 
     @property
     def already_present(self) -> int:

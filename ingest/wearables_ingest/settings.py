@@ -38,6 +38,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "INGEST_METHOD": ("copy", "how rows are written: copy (fast) or values (INSERT ... VALUES)"),
     "INGEST_BATCH_ROWS": ("10000", "rows per INSERT statement of the values method"),
     "SOURCE_TZ": ("UTC", "time zone of timestamps written without a UTC offset"),
+    "INGEST_SETTLE_SECONDS": ("300", "a file's last line without a line end is loaded only once "
+                                     "the file has not changed for this many seconds"),
     "INGEST_RETRIES": ("3", "reconnect attempts when the database is unreachable or drops"),
     "INGEST_RETRY_DELAY": ("2", "seconds before the first reconnect; doubles each time"),
     "INGEST_TRIGGER": ("manual", "what started the run, for ingest_runs: manual or cron"),
@@ -72,6 +74,7 @@ class Config:
     retry_delay: float
     trigger: str
     log_level: str
+    settle_s: float  # INGEST_SETTLE_SECONDS
     # Keyword arguments for psycopg2.connect (dsn=... or host=..., port=..., ...).
     connect_args: dict[str, str] = field(repr=False)
     # status: metric -> rows a day (None: the database's metric_expected decides).
@@ -216,6 +219,7 @@ def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".
         retry_delay=_seconds(env, "INGEST_RETRY_DELAY"),
         trigger=_choice(env, "INGEST_TRIGGER", TRIGGERS, str.lower),
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, str.upper),
+        settle_s=_whole(env, "INGEST_SETTLE_SECONDS", minimum=0),
         connect_args=connect_args,
         status_expected_rows=parse_expected_rows(env["STATUS_EXPECTED_ROWS"]),
         status_complete_pct=_number(env, "STATUS_COMPLETE_PCT", 0, 100, "percent"),

@@ -10,7 +10,7 @@ from wearables_ingest import database
 from wearables_ingest.blocks import read_blocks
 from wearables_ingest.database import Database
 from wearables_ingest.discovery import discover
-from wearables_ingest.parse import parse_block
+from wearables_ingest.parse import parse_block, whole_folds
 from wearables_ingest.settings import Config
 from wearables_ingest.timestamps import format_ts
 
@@ -32,8 +32,10 @@ class Comparison:
                 == (self.table_rows, self.table_first, self.table_last))
 
 
-def _source_side(path, source_tz: str) -> tuple[int, str | None, str | None]:
-    stamps = [parse_block(block, source_tz)[0].ts for block in read_blocks(path)]
+def _source_side(path, source_tz: str, settle_s: float) -> tuple[int, str | None, str | None]:
+    # Read as a run reads: a last line still being written is not counted yet.
+    blocks = whole_folds(read_blocks(path, settle_s=settle_s), source_tz)
+    stamps = [parse_block(block, source_tz, path)[0].ts for block in blocks]
     ts = np.unique(np.concatenate(stamps)) if stamps else np.array([], dtype="datetime64[us]")
     if not len(ts):
         return 0, None, None
@@ -57,7 +59,8 @@ def compare(cfg: Config, metrics: set[str] | None = None,
         db.close()
     rows = []
     for key in sorted(set(wanted) | set(stored)):
-        src = _source_side(wanted[key].path, cfg.source_tz) if key in wanted else (0, None, None)
+        src = (_source_side(wanted[key].path, cfg.source_tz, cfg.settle_s) if key in wanted
+               else (0, None, None))
         rows.append(Comparison(*key, *src, *stored.get(key, (0, None, None))))
     return rows
 

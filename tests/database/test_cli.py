@@ -131,7 +131,7 @@ def test_json_says_ok_false_and_why_when_a_file_fails(tmp_path, run_ingest):
     assert proc.returncode == 1
     summary = json_of(proc)
     assert (summary["ok"], summary["status"]) == (False, "partial")
-    assert "hr.csv:1: header is 'time,bpm', expected 'ts,value'" in summary["error"]
+    assert "hr.csv:1: the first line is not the header 'ts,value'" in summary["error"]
     assert json_of(run_ingest("--json", "--metrics", "br"))["ok"] is True
 
 
@@ -176,7 +176,7 @@ def test_every_run_is_recorded_and_a_killed_one_shows_unfinished(tmp_path, run_i
     assert [r[1:4] for r in runs] == [(True, "ok", "cron"), (False, "running", "manual"),
                                       (True, "partial", "manual")]
     assert runs[0][5] == "172800" and runs[0][4] is None
-    assert "header is 'time,value'" in runs[2][4]
+    assert "the first line is not the header 'ts,value'" in runs[2][4]
 
 
 def test_metrics_file_tells_the_last_run_and_the_last_success(tmp_path, run_ingest):

@@ -233,8 +233,8 @@ def test_a_file_level_problem_fails_only_its_metric_and_keeps_its_checkpoint(
 
     assert proc.returncode == 1
     assert logged(proc.stderr) == [
-        f"ERROR {br}:1: header is 'time,value', expected 'ts,value' (br not loaded; "
-        "its checkpoint is unchanged)",
+        f"ERROR {br}:1: the first line is not the header 'ts,value'; is it a metric file? "
+        "(br not loaded; its checkpoint is unchanged)",
         "ERROR ingestion incomplete: 1 file not loaded",
     ]
     assert ", 1 file error, in " in proc.stdout
