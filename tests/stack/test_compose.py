@@ -326,5 +326,6 @@ def test_the_stack_reads_exactly_these_settings_from_env():
                     "DB_PORT", "HOST_DATA_DIR",
                     "INGEST_SCHEDULE", "TZ", "PARTICIPANT_ID", "INGEST_METHOD",
                     "INGEST_BATCH_ROWS", "SOURCE_TZ", "INGEST_RETRIES", "INGEST_RETRY_DELAY",
-                    "LOG_LEVEL", "STATUS_MAX_AGE_HOURS", "PUSHGATEWAY_URL", "STALE_AFTER_HOURS",
+                    "LOG_LEVEL", "INGEST_SETTLE_SECONDS", "REJECTS_MAX_MB",
+                    "STATUS_MAX_AGE_HOURS", "PUSHGATEWAY_URL", "STALE_AFTER_HOURS",
                     "PROMETHEUS_PORT"}
