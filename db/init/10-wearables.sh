@@ -29,6 +29,8 @@
 # CONNECT and TEMPORARY (the loader's COPY stages rows in a temporary table) on
 # the database, USAGE on schema public, and SELECT and INSERT on raw_data:
 # it cannot change or delete a row, empty or drop the table, or create one.
+# It reads ingest_coverage and may only have it counted afresh from raw_data
+# (EXECUTE on schema.sql's coverage_recount functions), never write it directly.
 #
 # The analysts' role, only when ANALYST_DB_PASSWORD is set, gets CONNECT on the
 # database, USAGE on schema public and SELECT on raw_data, ingest_coverage,
@@ -81,9 +83,13 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO :"ingest_user";
 REVOKE ALL ON TABLE raw_data FROM :"ingest_user";
 GRANT SELECT, INSERT ON TABLE raw_data TO :"ingest_user";
--- The coverage it keeps beside the rows (status reads it): add to it; --full recounts.
+-- The coverage beside the rows (status reads it): read it, and have it counted afresh
+-- from raw_data for the hours or pairs it wrote (schema.sql's SECURITY DEFINER
+-- functions); no direct write, so it cannot make the coverage say anything else.
 REVOKE ALL ON TABLE ingest_coverage FROM :"ingest_user";
-GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE ingest_coverage TO :"ingest_user";
+GRANT SELECT ON TABLE ingest_coverage TO :"ingest_user";
+GRANT EXECUTE ON FUNCTION coverage_recount(INT[], TEXT[], TIMESTAMPTZ[]),
+    coverage_recount_pairs(INT[], TEXT[]) TO :"ingest_user";
 -- Its own run records: start one (INSERT, the id from the sequence), complete it (UPDATE).
 REVOKE ALL ON TABLE ingest_runs FROM :"ingest_user";
 GRANT SELECT, INSERT, UPDATE ON TABLE ingest_runs TO :"ingest_user";
