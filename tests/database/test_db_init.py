@@ -18,16 +18,19 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 import psycopg2
 import psycopg2.errors
 import pytest
+from test_exactly_once import assert_coverage_equals_counts
 
 from helpers import (
     DATA,
     REPO,
+    execute,
     fresh_database,
     open_database,
     query,
@@ -212,6 +215,13 @@ def test_the_role_may_only_connect_read_and_insert(database_url, role):
     "SELECT drop_chunks('raw_data', older_than => now())",
     "DELETE FROM {chunk}",
     "CREATE ROLE another",
+    "UPDATE ingest_coverage SET rows = 1",
+    "DELETE FROM ingest_coverage",
+    "INSERT INTO ingest_coverage VALUES (1, 'hr', '2024-01-01T00:00Z', 99, NULL)",
+    "TRUNCATE ingest_coverage",
+    "CREATE OR REPLACE FUNCTION coverage_recount(int[], text[], timestamptz[]) "
+    "RETURNS void LANGUAGE sql AS 'SELECT'",
+    "ALTER FUNCTION coverage_recount(int[], text[], timestamptz[]) SECURITY INVOKER",
 ])
 def test_the_role_cannot_change_delete_or_create(database_url, role, statement):
     assert run_init(database_url, role=role).returncode == 0
@@ -284,6 +294,29 @@ def test_the_loader_loads_and_reloads_as_the_role(database_url, role, run_ingest
     assert table_counts(database_url) == expected()
     for result in (first, again, reset, more):
         assert PASSWORD not in result.stdout + result.stderr
+    assert_coverage_equals_counts(database_url)  # kept exact without writing it directly
+
+
+def test_the_role_can_only_have_the_coverage_counted_from_raw_data(database_url, role):
+    assert run_init(database_url, role=role).returncode == 0
+    recount = "SELECT coverage_recount('{1,1}', '{hr,hr}', '{2024-01-01T10:00Z,2024-01-01T11:00Z}')"
+    execute(database_url, "INSERT INTO raw_data VALUES ('2024-01-01T10:00Z', 1, 'hr', 60), "
+                          "('2024-01-01T10:01Z', 1, 'hr', 61)")
+    execute(database_url, "INSERT INTO ingest_coverage VALUES (1, 'hr', '2024-01-01T11:00Z', 999, "
+                          "NULL)")  # a coverage that says what raw_data does not hold
+    conn = psycopg2.connect(role_url(database_url, role))
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(recount)
+    finally:
+        conn.close()
+    assert query(database_url, "SELECT hour AT TIME ZONE 'UTC', rows FROM ingest_coverage") == \
+        [(datetime(2024, 1, 1, 10), 2)]
+    assert query(database_url, "SELECT has_function_privilege('public', "
+                               "'coverage_recount(int[], text[], timestamptz[])', 'EXECUTE'), "
+                               "has_function_privilege('public', "
+                               "'coverage_recount_pairs(int[], text[])', 'EXECUTE')") == \
+        [(False, False)]
 
 
 def test_the_stacks_role_is_named_ingest(database_url, admin_url):
