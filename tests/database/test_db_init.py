@@ -26,6 +26,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 from test_exactly_once import assert_coverage_equals_counts
+from test_key_and_coverage import OLD_SCHEMA
 
 from helpers import (
     DATA,
@@ -358,6 +359,26 @@ def test_init_script_on_an_existing_database_keeps_schema_and_rows(database_url,
     [(verifier,)] = query(database_url, "SELECT rolpassword FROM pg_authid WHERE rolname = %s",
                           (role,))
     assert scram_matches(verifier, "another one") and not scram_matches(verifier, PASSWORD)
+
+
+def test_init_script_upgrades_an_older_versions_coverage_and_its_grants(database_url, role,
+                                                                         run_ingest, tmp_path):
+    """A database of the version before the recount functions, its role allowed to write the
+    coverage: the script adds last_ts and the functions, takes the direct writes away, and
+    the loader loads as the role."""
+    execute(database_url, OLD_SCHEMA)
+    execute(database_url, f'CREATE ROLE "{role}"; GRANT SELECT, INSERT, UPDATE, DELETE '
+                          f'ON ingest_coverage TO "{role}"')
+    assert run_init(database_url, role=role).returncode == 0
+    assert query(database_url, "SELECT has_table_privilege(%s, 'ingest_coverage', 'UPDATE'), "
+                               "has_table_privilege(%s, 'ingest_coverage', 'SELECT'), "
+                               "has_function_privilege(%s, 'coverage_recount(int[], text[], "
+                               "timestamptz[])', 'EXECUTE')", (role,) * 3) == \
+        [(False, True, True)]
+    synth(tmp_path / DATA, "--days", "1")
+    load = run_ingest(DATABASE_URL=role_url(database_url, role))
+    assert load.returncode == 0, load.stderr
+    assert_coverage_equals_counts(database_url)
 
 
 @pytest.mark.parametrize("password", ["", None], ids=["empty", "unset"])
