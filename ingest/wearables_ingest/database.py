@@ -33,6 +33,7 @@ COVERAGE = "ingest_coverage"
 RECOUNT_HOURS = "coverage_recount"
 RECOUNT_PAIRS = "coverage_recount_pairs"
 
+
 def schema_sql() -> str:
     """The schema, from the package's schema.sql (db/init/10-wearables.sh runs the same file)."""
     return files("wearables_ingest").joinpath("schema.sql").read_text(encoding="utf-8")
@@ -107,6 +108,7 @@ STORED_SINCE = sql.SQL(_PROBE).format(exists=sql.SQL(
 # The coverage of whole participant/metric pairs (arrays), counted afresh from raw_data.
 RECOUNT_PAIRS_CALL = sql.SQL("SELECT {}(%s::int[], %s::text[])").format(
     sql.Identifier(RECOUNT_PAIRS))
+
 
 def first_line(e: BaseException) -> str:
     """The first line of a driver error, without libpq's trailing detail.

@@ -5,10 +5,9 @@ attempt runs under a savepoint. Every strategy skips rows already stored, so a
 row is never doubled, and has the coverage of the hours it inserted into
 counted afresh from raw_data in the same transaction (the function
 coverage_recount, schema.sql: the loader's role cannot write the coverage
-otherwise). When the server
-refuses rows (a key already present, a value it reads differently), the
-attempt is rolled back to its savepoint and the next, more careful strategy
-gets the whole file again:
+otherwise). When the server refuses rows (a key already present, a value it
+reads differently), the attempt is rolled back to its savepoint and the next,
+more careful strategy gets the whole file again:
 
 1. COPY straight into the hypertable: only when nothing is stored from the
    first row on (the nightly case), the fastest way;
@@ -66,6 +65,7 @@ COUNT_NEW = sql.SQL(
 INSERT_VALUES = sql.SQL(_COUNTED).format(
     insert=sql.SQL("INSERT INTO {table} (ts, participant, metric, value) VALUES %s").format(
         table=sql.Identifier(TABLE)))
+
 
 class Rows(Protocol):
     """One file's rows to offer, readable again for each strategy that tries them."""
@@ -144,7 +144,7 @@ def _values(cur: Cursor, rows: Rows, batch: int) -> tuple[int, int]:
             part = values[i : i + batch]
             nulls = np.isnan(part)
             vals = np.where(nulls, None, part).tolist() if nulls.any() else part.tolist()
-            # One statement per batch, which answers how many rows it inserted.
+            # One statement per batch, which answers how many rows it inserted, and where.
             (count, hours), = execute_values(cur, INSERT_VALUES,
                                              list(zip(stamps, vals, strict=True)),
                                              template=template, page_size=len(stamps),
