@@ -30,6 +30,8 @@
 # the database, USAGE on schema public, and SELECT and INSERT on raw_data:
 # it cannot change or delete a row, empty or drop the table, or create one.
 # Its run records it writes through schema.sql's ingest_run_start/_end only.
+# It reads ingest_coverage and may only have it counted afresh from raw_data
+# (EXECUTE on schema.sql's coverage_recount functions), never write it directly.
 #
 # For every role but the superuser, the script also takes back what PostgreSQL
 # and TimescaleDB give PUBLIC: CONNECT and TEMPORARY on this database (granted
@@ -123,9 +125,13 @@ WHERE p.pronamespace::regnamespace::text IN ('_timescaledb_functions', '_timesca
 GRANT USAGE ON SCHEMA public TO :"ingest_user";
 REVOKE ALL ON TABLE raw_data FROM :"ingest_user";
 GRANT SELECT, INSERT ON TABLE raw_data TO :"ingest_user";
--- The coverage it keeps beside the rows (status reads it): add to it; --full recounts.
+-- The coverage beside the rows (status reads it): read it, and have it counted afresh
+-- from raw_data for the hours or pairs it wrote (schema.sql's SECURITY DEFINER
+-- functions); no direct write, so it cannot make the coverage say anything else.
 REVOKE ALL ON TABLE ingest_coverage FROM :"ingest_user";
-GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE ingest_coverage TO :"ingest_user";
+GRANT SELECT ON TABLE ingest_coverage TO :"ingest_user";
+GRANT EXECUTE ON FUNCTION coverage_recount(INT[], TEXT[], TIMESTAMPTZ[]),
+    coverage_recount_pairs(INT[], TEXT[]) TO :"ingest_user";
 -- Its own run records, through schema.sql's two functions only: it starts a run and
 -- completes that one, once (no INSERT, UPDATE or DELETE on the table itself).
 REVOKE ALL ON TABLE ingest_runs FROM :"ingest_user";

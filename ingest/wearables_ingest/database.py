@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 TABLE = "raw_data"
 RUNS = "ingest_runs"
 COVERAGE = "ingest_coverage"
+# The coverage's writers (schema.sql): counted afresh from raw_data, as their owner.
+RECOUNT_HOURS = "coverage_recount"
+RECOUNT_PAIRS = "coverage_recount_pairs"
 
 
 def schema_sql() -> str:
@@ -44,49 +47,71 @@ RUN_END = "SELECT ingest_run_end(%s, %s, %s, %s, %s)"
 RUN_FUNCTIONS_EXIST = ("SELECT to_regprocedure('ingest_run_start(text)') IS NOT NULL AND "
                        "to_regprocedure('ingest_run_end(bigint, text, text, jsonb, text)') "
                        "IS NOT NULL")
-SUMMARY = sql.SQL("SELECT participant, metric, count(*), min(ts) AT TIME ZONE 'UTC', "
-                  "max(ts) AT TIME ZONE 'UTC' FROM {table} GROUP BY 1, 2").format(
-                      table=sql.Identifier(TABLE))
+# Per participant and metric: rows, first and last ts in raw_data, and beside them the
+# coverage's rows and how many of its hours disagree with a count of raw_data
+# (rows, or the newest ts where the coverage knows it). One pass over raw_data.
+SUMMARY = sql.SQL("""
+WITH counted AS (
+  SELECT participant, metric, date_trunc('hour', ts, 'UTC') AS hour, count(*) AS rows,
+         min(ts) AS first_ts, max(ts) AS last_ts
+  FROM {table} GROUP BY 1, 2, 3
+), both_sides AS (
+  SELECT coalesce(r.participant, c.participant) AS participant,
+         coalesce(r.metric, c.metric) AS metric, r.rows, r.first_ts, r.last_ts,
+         c.rows AS kept,
+         r.rows IS DISTINCT FROM c.rows
+           OR (c.last_ts IS NOT NULL AND c.last_ts IS DISTINCT FROM r.last_ts) AS off
+  FROM counted r
+  FULL JOIN {coverage} c
+    ON c.participant = r.participant AND c.metric = r.metric AND c.hour = r.hour
+)
+SELECT participant, metric, coalesce(sum(rows), 0)::bigint, min(first_ts) AT TIME ZONE 'UTC',
+       max(last_ts) AT TIME ZONE 'UTC', coalesce(sum(kept), 0)::bigint,
+       count(*) FILTER (WHERE off)
+FROM both_sides GROUP BY 1, 2""").format(table=sql.Identifier(TABLE),
+                                         coverage=sql.Identifier(COVERAGE))
 TABLE_EXISTS = sql.SQL("SELECT to_regclass({table}) IS NOT NULL").format(
     table=sql.Literal(TABLE))
 # Everything else schema.sql creates: when one is missing (a database made by an
 # older version), the loader runs schema.sql again, every statement of which may rerun.
 OTHERS = (RUNS, COVERAGE, "metric_expected", "participant_metrics")
-TABLES_EXIST = sql.SQL("SELECT {}").format(sql.SQL(" AND ").join(
-    sql.SQL("to_regclass({}) IS NOT NULL").format(sql.Literal(name)) for name in OTHERS))
+FUNCTIONS = (f"{RECOUNT_HOURS}(int[], text[], timestamptz[])", f"{RECOUNT_PAIRS}(int[], text[])")
+TABLES_EXIST = sql.SQL("SELECT {} AND {} AND EXISTS ({})").format(
+    sql.SQL(" AND ").join(sql.SQL("to_regclass({}) IS NOT NULL").format(sql.Literal(name))
+                          for name in OTHERS),
+    sql.SQL(" AND ").join(sql.SQL("to_regprocedure({}) IS NOT NULL").format(sql.Literal(name))
+                          for name in FUNCTIONS),
+    sql.SQL("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass({}) "
+            "AND attname = 'last_ts' AND NOT attisdropped").format(sql.Literal(COVERAGE)))
 IS_HYPERTABLE = sql.SQL(
     "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = {table} "
     "AND hypertable_schema = current_schema()").format(table=sql.Literal(TABLE))
 HAS_EXTENSION = "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"
 
-# Probes for many files in one statement, each answered from the primary key index
-# (ts, participant, metric) without visiting older rows, so they cost the same
-# after a month or after years. The arrays: participants, metrics, timestamps.
+# Probes for many files in one statement, each answered from an index without
+# visiting older rows, so they cost the same after a month or after years. The
+# arrays: participants, metrics, timestamps.
 _PROBE = ("SELECT coalesce(array_agg(k.i ORDER BY k.i) FILTER (WHERE EXISTS ({exists})), '{{}}') "
           "FROM unnest(%s::int[], %s::text[], %s::timestamptz[]) WITH ORDINALITY "
           "AS k(participant, metric, ts, i)")
+# "Is this row stored?": an equality on every column of raw_data's key, whichever its
+# order (the seed's (ts, participant, metric) or this schema's (participant, metric, ts)).
 STORED_AT = sql.SQL(_PROBE).format(exists=sql.SQL(
     "SELECT 1 FROM {table} r WHERE r.ts = k.ts AND r.participant = k.participant "
     "AND r.metric = k.metric").format(table=sql.Identifier(TABLE)))
-# "Is anything stored at or after ts?", asked of the coverage (to the hour: an answer
-# of yes may be early by up to an hour, which only costs the careful way of writing).
-# Asked of raw_data's key, which starts with ts, it would visit every other
-# participant's rows after ts, and a study's first load would grow with the square
-# of its participants.
+# "Is anything stored at or after ts?", asked of the coverage, exactly: an hour after
+# ts's own holds rows after ts, and ts's own hour does when its newest ts is not
+# older (an hour counted by an older version, without its newest ts, is taken to hold
+# rows up to its end). One probe of the coverage's key, the same cost with either key
+# of raw_data; asked of a ts-first raw_data key it would visit every other
+# participant's rows after ts.
 STORED_SINCE = sql.SQL(_PROBE).format(exists=sql.SQL(
     "SELECT 1 FROM {coverage} c WHERE c.participant = k.participant AND c.metric = k.metric "
-    "AND c.hour >= date_trunc('hour', k.ts, 'UTC')").format(coverage=sql.Identifier(COVERAGE)))
-# Coverage counted afresh from raw_data for some participant/metric pairs (arrays).
-REBUILD_COVERAGE = [
-    sql.SQL("DELETE FROM {coverage} WHERE (participant, metric) IN "
-            "(SELECT * FROM unnest(%s::int[], %s::text[]))").format(
-                coverage=sql.Identifier(COVERAGE)),
-    sql.SQL("INSERT INTO {coverage} (participant, metric, hour, rows) "
-            "SELECT participant, metric, date_trunc('hour', ts, 'UTC'), count(*) FROM {table} "
-            "WHERE (participant, metric) IN (SELECT * FROM unnest(%s::int[], %s::text[])) "
-            "GROUP BY 1, 2, 3").format(coverage=sql.Identifier(COVERAGE),
-                                       table=sql.Identifier(TABLE)),
-]
+    "AND c.hour >= date_trunc('hour', k.ts, 'UTC') "
+    "AND (c.last_ts IS NULL OR c.last_ts >= k.ts)").format(coverage=sql.Identifier(COVERAGE)))
+# The coverage of whole participant/metric pairs (arrays), counted afresh from raw_data.
+RECOUNT_PAIRS_CALL = sql.SQL("SELECT {}(%s::int[], %s::text[])").format(
+    sql.Identifier(RECOUNT_PAIRS))
 
 
 def first_line(e: BaseException) -> str:
@@ -261,10 +286,11 @@ def stored_at(db: Database, keys: Sequence[tuple[int, str, np.datetime64]]) -> l
 
 
 def stored_since(db: Database, keys: Sequence[tuple[int, str, np.datetime64]]) -> list[bool]:
-    """For each (participant, metric, ts): whether rows may be stored at or after ts.
+    """For each (participant, metric, ts): whether any row is stored at or after ts.
 
-    By the coverage: False means none is, as far as the loader wrote them (a row
-    written by other means makes the direct COPY fail, and the writer falls back).
+    By the coverage, to the microsecond: False means none is, as far as the loader
+    wrote them (a row written by other means makes the direct COPY fail, and the
+    writer falls back).
     """
     return _probe(db, STORED_SINCE, keys)
 
@@ -279,17 +305,20 @@ def rebuild_coverage(db: Database, pairs: Sequence[tuple[int, str]]) -> None:
         return
     participants, metrics = (list(x) for x in zip(*pairs, strict=True))
     with db.transaction() as cur:
-        for statement in REBUILD_COVERAGE:
-            cur.execute(statement, (participants, metrics))
+        cur.execute(RECOUNT_PAIRS_CALL, (participants, metrics))
 
 
 def table_summary(db: Database) -> list[tuple]:
-    """(participant, metric, rows, first ts, last ts) for every pair stored; [] with no table."""
+    """Per pair stored or covered: (participant, metric, rows, first ts, last ts, coverage's
+    rows, coverage's hours that disagree with raw_data); [] with no table."""
     if not schema_exists(db):
         return []
     with db.transaction() as cur:
         cur.execute(SUMMARY)
         import numpy as np
 
-        return [(p, m, n, np.datetime64(first, "us"), np.datetime64(last, "us"))
-                for p, m, n, first, last in cur.fetchall()]
+        def us(when):
+            return None if when is None else np.datetime64(when, "us")
+
+        return [(p, m, n, us(first), us(last), kept, off)
+                for p, m, n, first, last, kept, off in cur.fetchall()]

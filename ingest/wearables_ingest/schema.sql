@@ -4,16 +4,19 @@
 
 CREATE EXTENSION IF NOT EXISTS timescaledb;
 
--- The seed's table, as a hypertable on ts. Unlike the seed's DDL, without
--- TimescaleDB's default index on (ts DESC): the primary key already starts with
--- ts, so that index only doubled the bytes written per row (docs/performance.md).
--- A database created with it keeps working.
+-- The seed's table, as a hypertable on ts. Two changes from the seed's DDL
+-- (docs/how-it-works.md, docs/performance.md): the primary key's columns in the
+-- order (participant, metric, ts), the same uniqueness, so each file's rows
+-- append to their own part of the index rather than interleaving with every
+-- other participant's; and no TimescaleDB default index on (ts DESC), which
+-- only doubled the bytes written per row. A database created with the seed's
+-- key (ts, participant, metric) or the default index keeps working.
 CREATE TABLE IF NOT EXISTS raw_data (
   ts          TIMESTAMPTZ NOT NULL,
   participant INT          NOT NULL,
   metric      TEXT         NOT NULL,
   value       DOUBLE PRECISION,
-  PRIMARY KEY (ts, participant, metric)
+  PRIMARY KEY (participant, metric, ts)
 );
 SELECT create_hypertable('raw_data', 'ts', if_not_exists => TRUE,
                          create_default_indexes => FALSE);
@@ -69,23 +72,83 @@ $$;
 REVOKE ALL ON FUNCTION ingest_run_start(TEXT), ingest_run_end(BIGINT, TEXT, TEXT, JSONB, TEXT)
   FROM PUBLIC;
 
--- Coverage: rows stored per participant, metric and UTC hour. The loader keeps
--- it in the same transaction as the rows it inserts, counting inserted rows
--- only, so `status`, the view below and the heat map never count raw_data.
+-- Coverage: rows stored per participant, metric and UTC hour, and the newest ts
+-- in the hour. Kept in the same transaction as the rows the loader inserts, and
+-- only as a count of raw_data (the functions below), so `status`, the view
+-- below and the heat map never count raw_data, and the loader knows exactly
+-- whether anything is stored from a file's first new row on.
 CREATE TABLE IF NOT EXISTS ingest_coverage (
   participant INT         NOT NULL,
   metric      TEXT        NOT NULL,
   hour        TIMESTAMPTZ NOT NULL,  -- the start of a UTC hour
   rows        BIGINT      NOT NULL CHECK (rows > 0),
+  last_ts     TIMESTAMPTZ,           -- the newest ts in the hour (NULL: counted by an
+                                     -- older version; taken as the end of the hour)
   PRIMARY KEY (participant, metric, hour)
 );
+-- A coverage made by an older version: add last_ts (silently, unlike ADD COLUMN IF NOT EXISTS).
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'ingest_coverage'::regclass
+                 AND attname = 'last_ts' AND NOT attisdropped) THEN
+    ALTER TABLE ingest_coverage ADD COLUMN last_ts TIMESTAMPTZ;
+  END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS ingest_coverage_hour ON ingest_coverage (hour);
+-- raw_data created afresh (after DROP TABLE raw_data CASCADE, say) is empty: the
+-- coverage starts afresh with it, in this same transaction.
+DELETE FROM ingest_coverage WHERE NOT EXISTS (SELECT 1 FROM raw_data);
 -- A database that holds rows from before ingest_coverage existed: count them once.
-INSERT INTO ingest_coverage (participant, metric, hour, rows)
-SELECT participant, metric, date_trunc('hour', ts, 'UTC'), count(*)
+INSERT INTO ingest_coverage (participant, metric, hour, rows, last_ts)
+SELECT participant, metric, date_trunc('hour', ts, 'UTC'), count(*), max(ts)
 FROM raw_data
 WHERE NOT EXISTS (SELECT 1 FROM ingest_coverage)
 GROUP BY 1, 2, 3;
+
+-- The only ways the coverage is written by the loader: counted afresh from
+-- raw_data, for the (participant, metric, hour) keys a write touched, or for
+-- whole (participant, metric) pairs (--full, a database that lost rows). They
+-- run as their owner (SECURITY DEFINER), so the loader's role needs no write
+-- on ingest_coverage and can at most trigger a true recount. The bodies are
+-- bound to these tables when created (BEGIN ATOMIC), and search_path is pinned
+-- with pg_temp last, so no object of the caller's can stand in for them.
+CREATE OR REPLACE FUNCTION coverage_recount(in_participants INT[], in_metrics TEXT[],
+                                            in_hours TIMESTAMPTZ[])
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  DELETE FROM ingest_coverage c
+  USING (SELECT DISTINCT k.p, k.m, date_trunc('hour', k.h, 'UTC') AS hour
+         FROM unnest(in_participants, in_metrics, in_hours) AS k (p, m, h)) AS k
+  WHERE c.participant = k.p AND c.metric = k.m AND c.hour = k.hour
+    AND NOT EXISTS (SELECT 1 FROM raw_data r
+                    WHERE r.participant = k.p AND r.metric = k.m
+                      AND r.ts >= k.hour AND r.ts < k.hour + interval '1 hour');
+  INSERT INTO ingest_coverage AS c (participant, metric, hour, rows, last_ts)
+  SELECT k.p, k.m, k.hour, n.rows, n.last_ts
+  FROM (SELECT DISTINCT k.p, k.m, date_trunc('hour', k.h, 'UTC') AS hour
+        FROM unnest(in_participants, in_metrics, in_hours) AS k (p, m, h)) AS k
+  CROSS JOIN LATERAL (SELECT count(*) AS rows, max(r.ts) AS last_ts FROM raw_data r
+                      WHERE r.participant = k.p AND r.metric = k.m
+                        AND r.ts >= k.hour AND r.ts < k.hour + interval '1 hour') AS n
+  WHERE n.rows > 0
+  ON CONFLICT (participant, metric, hour)
+  DO UPDATE SET rows = EXCLUDED.rows, last_ts = EXCLUDED.last_ts;
+END;
+CREATE OR REPLACE FUNCTION coverage_recount_pairs(in_participants INT[], in_metrics TEXT[])
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  DELETE FROM ingest_coverage
+  WHERE (participant, metric) IN (SELECT * FROM unnest(in_participants, in_metrics));
+  INSERT INTO ingest_coverage (participant, metric, hour, rows, last_ts)
+  SELECT participant, metric, date_trunc('hour', ts, 'UTC'), count(*), max(ts)
+  FROM raw_data
+  WHERE (participant, metric) IN (SELECT * FROM unnest(in_participants, in_metrics))
+  GROUP BY 1, 2, 3;
+END;
+-- Functions are executable by PUBLIC by default: only the owner, and the roles
+-- granted it (db/init/10-wearables.sh: the loader's), may call these.
+REVOKE ALL ON FUNCTION coverage_recount(INT[], TEXT[], TIMESTAMPTZ[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION coverage_recount_pairs(INT[], TEXT[]) FROM PUBLIC;
 
 -- Rows a day per metric, at the data's own resolution: the one place these
 -- counts live. `status` rates days against them (unless STATUS_EXPECTED_ROWS

@@ -2,11 +2,12 @@
 
 The caller holds the transaction (several small files share one commit); each
 attempt runs under a savepoint. Every strategy skips rows already stored, so a
-row is never doubled, and adds the rows it inserted, per participant, metric
-and UTC hour, to the coverage table in the same transaction. When the server
-refuses rows (a key already present, a value it reads differently), the
-attempt is rolled back to its savepoint and the next, more careful strategy
-gets the whole file again:
+row is never doubled, and has the coverage of the hours it inserted into
+counted afresh from raw_data in the same transaction (the function
+coverage_recount, schema.sql: the loader's role cannot write the coverage
+otherwise). When the server refuses rows (a key already present, a value it
+reads differently), the attempt is rolled back to its savepoint and the next,
+more careful strategy gets the whole file again:
 
 1. COPY straight into the hypertable: only when nothing is stored from the
    first row on (the nightly case), the fastest way;
@@ -34,7 +35,7 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from wearables_ingest.copydata import COLUMNS
-from wearables_ingest.database import COVERAGE, TABLE, Database, translated
+from wearables_ingest.database import RECOUNT_HOURS, TABLE, Database, translated
 from wearables_ingest.errors import RowsRefused, SourceError
 
 STAGE = "raw_data_stage"
@@ -44,26 +45,18 @@ CREATE_STAGE = sql.SQL(
     "metric TEXT) ON COMMIT DROP").format(stage=sql.Identifier(STAGE))
 DROP_STAGE = sql.SQL("DROP TABLE {stage}").format(stage=sql.Identifier(STAGE))
 
-# Inserts rows, adds the inserted ones to the coverage per UTC hour, and answers how
-# many were inserted: one statement, so nothing is counted that was not inserted.
+# Inserts rows and answers how many were inserted, and into which UTC hours (each
+# file's rows are one participant's and metric's): the hours whose coverage to recount.
 _COUNTED = """
-    WITH ins AS ({insert} ON CONFLICT DO NOTHING RETURNING ts, participant, metric),
-    per_hour AS (SELECT participant, metric, date_trunc('hour', ts, 'UTC') AS hour,
-                        count(*) AS n FROM ins GROUP BY 1, 2, 3),
-    added AS ({add_coverage})
-    SELECT coalesce(sum(n), 0)::bigint FROM per_hour"""
-ADD_COVERAGE = sql.SQL(
-    "INSERT INTO {coverage} AS c (participant, metric, hour, rows) {rows} "
-    "ON CONFLICT (participant, metric, hour) DO UPDATE SET rows = c.rows + EXCLUDED.rows")
+    WITH ins AS ({insert} ON CONFLICT DO NOTHING RETURNING ts),
+    per_hour AS (SELECT date_trunc('hour', ts, 'UTC') AS hour, count(*) AS n FROM ins GROUP BY 1)
+    SELECT coalesce(sum(n), 0)::bigint, coalesce(array_agg(hour), '{{}}') FROM per_hour"""
 MERGE_STAGE = sql.SQL(_COUNTED).format(
     insert=sql.SQL("INSERT INTO {table} (ts, participant, metric, value) "
                    "SELECT ts, participant, metric, value FROM {stage}").format(
-                       table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE)),
-    add_coverage=ADD_COVERAGE.format(coverage=sql.Identifier(COVERAGE),
-                                     rows=sql.SQL("SELECT * FROM per_hour")))
-COVERAGE_FROM_ARRAYS = ADD_COVERAGE.format(
-    coverage=sql.Identifier(COVERAGE),
-    rows=sql.SQL("SELECT * FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::bigint[])"))
+                       table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE)))
+RECOUNT = sql.SQL("SELECT {}(%s::int[], %s::text[], %s::timestamptz[])").format(
+    sql.Identifier(RECOUNT_HOURS))
 COUNT_NEW = sql.SQL(
     "SELECT count(*), count(DISTINCT (s.ts, s.participant, s.metric)) FILTER (WHERE NOT EXISTS "
     "(SELECT 1 FROM {table} r WHERE r.ts = s.ts AND r.participant = s.participant "
@@ -71,9 +64,7 @@ COUNT_NEW = sql.SQL(
         table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE))
 INSERT_VALUES = sql.SQL(_COUNTED).format(
     insert=sql.SQL("INSERT INTO {table} (ts, participant, metric, value) VALUES %s").format(
-        table=sql.Identifier(TABLE)),
-    add_coverage=ADD_COVERAGE.format(coverage=sql.Identifier(COVERAGE),
-                                     rows=sql.SQL("SELECT * FROM per_hour")))
+        table=sql.Identifier(TABLE)))
 
 
 class Rows(Protocol):
@@ -111,22 +102,19 @@ class Strategy:
 
 def _copy_direct(cur: Cursor, rows: Rows, _batch: int) -> tuple[int, int]:
     offered = _copy_in(cur, TABLE, rows.copy_data(parse_all=False, count_hours=True))
-    _add_coverage(cur, [rows])
+    _recount(cur, [(rows.participant, rows.metric, hour) for hour in rows.hours()])
     return offered, offered
 
 
-def _add_coverage(cur: Cursor, written: Sequence[Rows]) -> None:
-    """Add what a direct COPY sent to the coverage: every row it accepted was inserted
-    (a row already stored fails it whole), counted per hour while it was read."""
-    participants, metrics, stamps, counts = [], [], [], []
-    for rows in written:
-        for hour, n in rows.hours().items():
-            participants.append(rows.participant)
-            metrics.append(rows.metric)
-            stamps.append(f"{np.datetime_as_string(hour, unit='h')}:00:00Z")
-            counts.append(n)
-    if counts:
-        cur.execute(COVERAGE_FROM_ARRAYS, (participants, metrics, stamps, counts))
+def _recount(cur: Cursor, keys: Sequence[tuple[int, str, object]]) -> None:
+    """Have the coverage of these (participant, metric, hour) keys counted afresh from
+    raw_data; an hour is a datetime64[h] (hours() of a COPY) or a datetime."""
+    if not keys:
+        return
+    participants, metrics, hours = zip(*keys, strict=True)
+    stamps = [f"{np.datetime_as_string(h, unit='h')}:00:00Z" if isinstance(h, np.datetime64)
+              else h for h in hours]
+    cur.execute(RECOUNT, (list(participants), list(metrics), stamps))
 
 
 def _staged(parse_all: bool) -> Callable[[Cursor, Rows, int], tuple[int, int]]:
@@ -134,7 +122,8 @@ def _staged(parse_all: bool) -> Callable[[Cursor, Rows, int], tuple[int, int]]:
         cur.execute(CREATE_STAGE)
         offered = _copy_in(cur, STAGE, rows.copy_data(parse_all))
         cur.execute(MERGE_STAGE)
-        inserted = cur.fetchone()[0]
+        inserted, hours = cur.fetchone()
+        _recount(cur, [(rows.participant, rows.metric, hour) for hour in hours])
         cur.execute(DROP_STAGE)  # the next file of the same transaction stages its own
         return offered, inserted
     return write
@@ -147,6 +136,7 @@ def _values(cur: Cursor, rows: Rows, batch: int) -> tuple[int, int]:
         sql.Placeholder(), sql.Literal(rows.participant), sql.Literal(rows.metric),
         sql.Placeholder()).as_string(cur)
     offered = inserted = 0
+    touched = set()
     for ts, values in rows.parsed():
         for i in range(0, len(ts), batch):
             stamps = np.char.add(np.datetime_as_string(ts[i : i + batch], unit="us"),
@@ -154,11 +144,15 @@ def _values(cur: Cursor, rows: Rows, batch: int) -> tuple[int, int]:
             part = values[i : i + batch]
             nulls = np.isnan(part)
             vals = np.where(nulls, None, part).tolist() if nulls.any() else part.tolist()
-            # One statement per batch, which answers how many rows it inserted.
-            (count,), = execute_values(cur, INSERT_VALUES, list(zip(stamps, vals, strict=True)),
-                                       template=template, page_size=len(stamps), fetch=True)
+            # One statement per batch, which answers how many rows it inserted, and where.
+            (count, hours), = execute_values(cur, INSERT_VALUES,
+                                             list(zip(stamps, vals, strict=True)),
+                                             template=template, page_size=len(stamps),
+                                             fetch=True)
             offered += len(stamps)
             inserted += count
+            touched.update(hours)
+    _recount(cur, [(rows.participant, rows.metric, hour) for hour in sorted(touched)])
     return offered, inserted
 
 
@@ -215,7 +209,8 @@ def write_together(cur: Cursor, target: str, many: Sequence[Rows]) -> list[Writt
         with translated(target):
             _copy_in(cur, TABLE, (part for rows in many
                                   for part in rows.copy_data(parse_all=False, count_hours=True)))
-            _add_coverage(cur, many)
+            _recount(cur, [(rows.participant, rows.metric, hour) for rows in many
+                           for hour in rows.hours()])
     except (RowsRefused, SourceError):
         _rollback_to_savepoint(cur, target)
         return None

@@ -62,7 +62,7 @@ def test_schema_is_the_seed_table_as_a_hypertable_on_ts(db, database_url):
         ("participant", "integer", "NO"),
         ("metric", "text", "NO"),
         ("value", "double precision", "YES"),
-        ("PRIMARY KEY (ts, participant, metric)",),
+        ("PRIMARY KEY (participant, metric, ts)",),
         ("raw_data", 1),
         ("ts",),
     ]
@@ -117,7 +117,9 @@ def test_a_role_that_may_only_read_and_insert_can_load(conn, db, database_url, t
     with conn, conn.cursor() as cur:
         cur.execute(f"CREATE ROLE {role} LOGIN")
         cur.execute(f"GRANT SELECT, INSERT ON raw_data TO {role}")
-        cur.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ingest_coverage TO {role}")
+        cur.execute(f"GRANT SELECT ON ingest_coverage TO {role}")
+        cur.execute(f"GRANT EXECUTE ON FUNCTION coverage_recount(int[], text[], timestamptz[]) "
+                    f"TO {role}")
     path = tmp_path / "hr.csv"
     path.write_text("ts,value\n2024-01-01T00:00:00Z,60\n2024-01-01T00:00:01Z,61\n")
     url = urlsplit(database_url)._replace(netloc=f"{role}@{urlsplit(database_url).hostname}:"

@@ -18,16 +18,20 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 import psycopg2
 import psycopg2.errors
 import pytest
+from test_exactly_once import assert_coverage_equals_counts
+from test_key_and_coverage import OLD_SCHEMA
 
 from helpers import (
     DATA,
     REPO,
+    execute,
     fresh_database,
     open_database,
     query,
@@ -212,6 +216,13 @@ def test_the_role_may_only_connect_read_and_insert(database_url, role):
     "SELECT drop_chunks('raw_data', older_than => now())",
     "DELETE FROM {chunk}",
     "CREATE ROLE another",
+    "UPDATE ingest_coverage SET rows = 1",
+    "DELETE FROM ingest_coverage",
+    "INSERT INTO ingest_coverage VALUES (1, 'hr', '2024-01-01T00:00Z', 99, NULL)",
+    "TRUNCATE ingest_coverage",
+    "CREATE OR REPLACE FUNCTION coverage_recount(int[], text[], timestamptz[]) "
+    "RETURNS void LANGUAGE sql AS 'SELECT'",
+    "ALTER FUNCTION coverage_recount(int[], text[], timestamptz[]) SECURITY INVOKER",
 ])
 def test_the_role_cannot_change_delete_or_create(database_url, role, statement):
     assert run_init(database_url, role=role).returncode == 0
@@ -284,6 +295,29 @@ def test_the_loader_loads_and_reloads_as_the_role(database_url, role, run_ingest
     assert table_counts(database_url) == expected()
     for result in (first, again, reset, more):
         assert PASSWORD not in result.stdout + result.stderr
+    assert_coverage_equals_counts(database_url)  # kept exact without writing it directly
+
+
+def test_the_role_can_only_have_the_coverage_counted_from_raw_data(database_url, role):
+    assert run_init(database_url, role=role).returncode == 0
+    recount = "SELECT coverage_recount('{1,1}', '{hr,hr}', '{2024-01-01T10:00Z,2024-01-01T11:00Z}')"
+    execute(database_url, "INSERT INTO raw_data VALUES ('2024-01-01T10:00Z', 1, 'hr', 60), "
+                          "('2024-01-01T10:01Z', 1, 'hr', 61)")
+    execute(database_url, "INSERT INTO ingest_coverage VALUES (1, 'hr', '2024-01-01T11:00Z', 999, "
+                          "NULL)")  # a coverage that says what raw_data does not hold
+    conn = psycopg2.connect(role_url(database_url, role))
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(recount)
+    finally:
+        conn.close()
+    assert query(database_url, "SELECT hour AT TIME ZONE 'UTC', rows FROM ingest_coverage") == \
+        [(datetime(2024, 1, 1, 10), 2)]
+    assert query(database_url, "SELECT has_function_privilege('public', "
+                               "'coverage_recount(int[], text[], timestamptz[])', 'EXECUTE'), "
+                               "has_function_privilege('public', "
+                               "'coverage_recount_pairs(int[], text[])', 'EXECUTE')") == \
+        [(False, False)]
 
 
 def test_the_stacks_role_is_named_ingest(database_url, admin_url):
@@ -325,6 +359,26 @@ def test_init_script_on_an_existing_database_keeps_schema_and_rows(database_url,
     [(verifier,)] = query(database_url, "SELECT rolpassword FROM pg_authid WHERE rolname = %s",
                           (role,))
     assert scram_matches(verifier, "another one") and not scram_matches(verifier, PASSWORD)
+
+
+def test_init_script_upgrades_an_older_versions_coverage_and_its_grants(database_url, role,
+                                                                         run_ingest, tmp_path):
+    """A database of the version before the recount functions, its role allowed to write the
+    coverage: the script adds last_ts and the functions, takes the direct writes away, and
+    the loader loads as the role."""
+    execute(database_url, OLD_SCHEMA)
+    execute(database_url, f'CREATE ROLE "{role}"; GRANT SELECT, INSERT, UPDATE, DELETE '
+                          f'ON ingest_coverage TO "{role}"')
+    assert run_init(database_url, role=role).returncode == 0
+    assert query(database_url, "SELECT has_table_privilege(%s, 'ingest_coverage', 'UPDATE'), "
+                               "has_table_privilege(%s, 'ingest_coverage', 'SELECT'), "
+                               "has_function_privilege(%s, 'coverage_recount(int[], text[], "
+                               "timestamptz[])', 'EXECUTE')", (role,) * 3) == \
+        [(False, True, True)]
+    synth(tmp_path / DATA, "--days", "1")
+    load = run_ingest(DATABASE_URL=role_url(database_url, role))
+    assert load.returncode == 0, load.stderr
+    assert_coverage_equals_counts(database_url)
 
 
 @pytest.mark.parametrize("password", ["", None], ids=["empty", "unset"])

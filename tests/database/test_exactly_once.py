@@ -126,6 +126,52 @@ def test_random_kills_then_a_rerun_leave_every_row_exactly_once(tmp_path, run_in
     assert kills >= trials // 2, "most kills should land while the loader runs"
 
 
+def grow_until(full: Path, data: Path, until: str) -> None:
+    """Append to each file in ``data`` the rows of its twin in ``full`` (sorted by ts) that
+    come before ``until`` and it lacks yet: a device's sync that ended at that moment."""
+    data.mkdir(parents=True, exist_ok=True)
+    for src in sorted(full.glob("*.csv")):
+        lines = src.read_text().splitlines(keepends=True)
+        dst = data / src.name
+        have = sum(1 for _ in dst.open()) if dst.exists() else 0
+        want = 1 + sum(1 for line in lines[1:] if line[:19] < until)
+        with dst.open("a") as f:
+            f.writelines(lines[have:want])
+
+
+def test_random_kills_during_nights_that_start_mid_hour_leave_every_row_exactly_once(
+        tmp_path, run_ingest, database_url):
+    """Each night's rows start at minute 37 of an hour that holds the last night's rows, so
+    every file goes the direct way (the exact "stored from here on?" check); kills land
+    in that COPY, in the coverage's recount or around the commit."""
+    trials = int(os.environ.get("KILL_TRIALS", "6"))
+    rng = random.Random(int(os.environ.get("KILL_SEED", "2")))
+    full, data, state = tmp_path / "full", tmp_path / DATA, tmp_path / "state"
+    synth(full, "--days", "2")
+    cuts = [f"2024-01-{1 + h // 24:02d}T{h % 24:02d}:37:30"
+            for h in (48 * (i + 1) // (trials + 3) for i in range(trials + 2))]
+    grow_until(full, data, cuts[0])
+    assert run_ingest().returncode == 0
+    grow_until(full, data, cuts[1])  # one night unkilled, to time a night
+    started = time.monotonic()
+    assert run_ingest().returncode == 0
+    night = time.monotonic() - started
+    assert_table_equals_source(database_url, data)
+    kills = 0
+    for cut in cuts[2:]:
+        grow_until(full, data, cut)
+        loader = run_ingest.popen()
+        time.sleep(rng.uniform(0.0, night * 1.1))
+        loader.send_signal(signal.SIGKILL)
+        kills += loader.wait() == -signal.SIGKILL
+        loader.stdout.close()
+        assert_checkpoint_readable(state)
+        rerun = run_ingest()
+        assert rerun.returncode == 0, rerun.stderr
+        assert_table_equals_source(database_url, data)
+    assert kills >= trials // 2, "most kills should land while the loader runs"
+
+
 def test_crash_after_commit_before_checkpoint_write_loses_and_doubles_nothing(
         tmp_path, run_ingest, database_url):
     data, state = tmp_path / DATA, tmp_path / "state"
