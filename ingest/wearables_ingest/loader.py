@@ -298,7 +298,11 @@ def run(cfg: Config, full: bool = False, dry_run: bool = False,
             if dry_run:
                 table_exists = database.schema_exists(db)
             else:
-                database.ensure_schema(db)
+                stored = database.ensure_schema(db, cfg.compress_after_days)
+                if stored.note:
+                    log.info("%s", stored.note)
+                if stored.problem:
+                    log.warning("%s", stored.problem)
                 outcome.run_id = database.start_run(db, cfg.trigger)
             opts = Options(cfg.method, cfg.batch_rows, cfg.source_tz, dry_run, table_exists,
                            progress)

@@ -39,6 +39,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "INGEST_RETRY_DELAY": ("2", "seconds before the first reconnect; doubles each time"),
     "INGEST_TRIGGER": ("manual", "what started the run, for ingest_runs: manual or cron"),
     "LOG_LEVEL": ("INFO", "least important log lines shown: DEBUG, INFO, WARNING or ERROR"),
+    "COMPRESS_AFTER_DAYS": ("7", "days after which a chunk of raw_data is compressed (the full "
+                                 "TimescaleDB only)"),
     # `status` and the container's health check.
     "STATUS_EXPECTED_ROWS": ("", "rows a day per metric for status, e.g. hr=86400,azm=1440 "
                                  "(empty: the table metric_expected)"),
@@ -71,6 +73,7 @@ class Config:
     status_complete_pct: float = 95.0
     status_tz: str = "UTC"
     status_max_age_hours: float = 26.0
+    compress_after_days: int = 7
 
     @property
     def rejects_file(self) -> Path:
@@ -207,4 +210,5 @@ def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".
         status_complete_pct=_number(env, "STATUS_COMPLETE_PCT", 0, 100, "percent"),
         status_tz=_time_zone(env["STATUS_TZ"], "STATUS_TZ"),
         status_max_age_hours=_number(env, "STATUS_MAX_AGE_HOURS", 0, 24 * 366, "hours"),
+        compress_after_days=_positive_int(env, "COMPRESS_AFTER_DAYS"),
     )
