@@ -122,15 +122,25 @@ class Figures:
     chunks_compressed: int
 
     @property
+    def note(self) -> str | None:
+        """What to say once when compression is not available; None when it is."""
+        return None if self.compression_available else NOT_AVAILABLE
+
+    @property
     def ratio(self) -> float | None:
         """Bytes stored as a share of the bytes before compression (None without rows)."""
         return self.bytes_stored / self.bytes_uncompressed if self.bytes_uncompressed else None
 
 
-def figures(db: Database) -> Figures:
-    """raw_data's storage figures, from TimescaleDB's size functions (no row is read)."""
+def figures(db: Database) -> Figures | None:
+    """raw_data's storage figures, from TimescaleDB's size functions (no row is read);
+    None without the table, or for a role that may not read it."""
     full = full_timescaledb(db)
     with db.transaction() as cur:
+        cur.execute("SELECT to_regclass('raw_data') IS NOT NULL "
+                    "AND has_table_privilege('raw_data', 'SELECT')")
+        if not cur.fetchone()[0]:
+            return None
         cur.execute(FIGURES_FULL if full else FIGURES_APACHE)
         stored, before, after, compressed, chunks = cur.fetchone()
     stored = int(stored or 0)

@@ -100,7 +100,9 @@ def test_the_text_table_shows_the_incomplete_day_first_and_a_verdict(study, run_
     assert lines[-1].startswith("NOT OK: 1 of 36 days incomplete in 2024-01-01..2024-01-03 "
                                 "(UTC days): 1 partial, 0 missing; the last run (#1) "
                                 "succeeded 0.0 h ago")
-    assert len(lines) == 1 + 1 + 2 * len(METRICS) + 2  # header, incomplete, pairs, run, verdict
+    assert lines[-3].startswith("storage: ")  # storage.py's own line (test_storage.py)
+    # header, incomplete, pairs, storage, run, verdict
+    assert len(lines) == 1 + 1 + 2 * len(METRICS) + 3
 
 
 def test_the_period_ends_at_the_newest_day_and_options_select(study, run_ingest, database_url):

@@ -3,6 +3,7 @@ into compressed chunks, a database made before them, and the Apache-only fallbac
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from test_db_init import drop_role, init_script, role_url
 
 from helpers import DATA, REPO, execute, logged, open_database, query, synth
-from wearables_ingest import storage
+from wearables_ingest import report, storage
 from wearables_ingest.database import ensure_schema, schema_sql
 
 VIEWS = {"raw_data_1m": "1 minute", "raw_data_1h": "1 hour", "raw_data_1d": "1 day"}
@@ -226,6 +227,8 @@ def test_the_init_script_applies_storage_and_the_ingest_role_loads_late_rows_com
     result = run_ingest(DATABASE_URL=ingest, COMPRESS_AFTER_DAYS="5")
     assert result.returncode == 0, result.stderr
     assert query(database_url, "SELECT count(*) FROM raw_data WHERE metric = 'azm'") == [(2_880,)]
+    stored = json.loads(run_ingest("status", "--json", DATABASE_URL=ingest).stdout)["storage"]
+    assert stored["chunks_compressed"] == stored["chunks"] > 0  # the ingest role reads them
     analyst = role_url(database_url, stack_roles[1], "analyst-pw")
     for view, width in VIEWS.items():
         view_matches_raw_data(analyst, view, width)  # the analyst reads every view
@@ -301,3 +304,32 @@ def test_on_an_apache_only_server_the_loader_says_once_that_compression_is_not_a
     assert result.returncode == 0
     assert [line for line in logged(result.stderr) if "compression" in line] == [
         f"INFO {storage.NOT_AVAILABLE}"]
+
+
+def test_status_reports_bytes_stored_before_compression_and_chunks_compressed(
+        full_timescaledb, database_url, run_ingest, tmp_path):
+    synth(tmp_path / DATA, "--days", "2")
+    assert run_ingest().returncode == 0
+    before = json.loads(run_ingest("status", "--json").stdout)["storage"]
+    assert before["compression_available"] is True
+    assert before["chunks_compressed"] == 0 and before["chunks"] > 0
+    assert before["bytes_stored"] == before["bytes_before_compression"] > 0
+    compressed = compress_all(database_url)
+    after = json.loads(run_ingest("status", "--json").stdout)["storage"]
+    assert (after["chunks"], after["chunks_compressed"]) == (before["chunks"], compressed)
+    assert after["bytes_stored"] < after["bytes_before_compression"] / 20
+    assert abs(after["bytes_before_compression"] - before["bytes_stored"]) < 0.05 * before[
+        "bytes_stored"]  # about what the chunks held before
+    lines = run_ingest("status").stdout.splitlines()
+    [line] = [line for line in lines if line.startswith("storage: ")]
+    share = 100 * after["bytes_stored"] / after["bytes_before_compression"]
+    assert line.endswith(f"before compression ({share:.1f}%); {compressed} of {compressed} "
+                         "chunks compressed")
+
+
+def test_the_storage_line_without_compression_says_so_once():
+    line = report.storage_line(storage.Figures(False, 287_416_320, 287_416_320, 5, 0))
+    assert line == f"storage: 287.4 MB in 5 chunks; {storage.NOT_AVAILABLE}"
+    assert report.storage_json(storage.Figures(True, 3_473_408, 287_498_240, 5, 5)) == {
+        "compression_available": True, "bytes_stored": 3_473_408,
+        "bytes_before_compression": 287_498_240, "chunks": 5, "chunks_compressed": 5}
