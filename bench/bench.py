@@ -225,6 +225,9 @@ def daily_delta(url: str, data: Path, state: Path, repeat: int, name: str) -> Ca
     return case
 
 
+GROUPS = ("load", "storage")  # --cases: the loader against psql; compression
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=3, help="runs of each case (default 3)")
@@ -233,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--history-days", type=int, default=365,
                    help="history before the second daily delta (default 365)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
+    p.add_argument("--cases", default=",".join(GROUPS),
+                   help=f"groups of cases to run, comma-separated: {', '.join(GROUPS)} "
+                        "(default: all)")
     args = p.parse_args(argv)
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if not args.cases or set(args.cases) - set(GROUPS):
+        p.error(f"--cases: choose from {', '.join(GROUPS)}")
 
     admin = os.environ.get("BENCH_DATABASE_URL")
     if admin:
@@ -251,12 +260,27 @@ def bench(admin: str, args: argparse.Namespace) -> int:
 
 
 def _bench(admin: str, args: argparse.Namespace, work: Path) -> int:
+    data = work / "data30" / "participant_001"
+    print("generating the 30-day data set ...")
+    synth(data)
+    cases: dict[str, Case] = {}
+    notes: dict[str, object] = {}
+    if "load" in args.cases:
+        cases.update(load_cases(admin, args, work, data))
+    if "storage" in args.cases:
+        found, facts = storage_cases(admin, args.repeat, work, data)
+        cases.update(found)
+        notes.update(facts)
+    report(cases, args, admin, notes)
+    return 0
+
+
+def load_cases(admin: str, args: argparse.Namespace, work: Path, data: Path) -> dict[str, Case]:
+    """The loader against psql \\copy: first loads, reruns, deltas, history, status, studies."""
     r = args.repeat
     log = print
-    data, state = work / "data30" / "participant_001", work / "state30"
+    state = work / "state30"
     state.mkdir()
-    log("generating the 30-day data set ...")
-    synth(data)
     csv = work / "reference.csv"
     total = reference_csv(data, csv)
     url = fresh_database(admin, "bench_30")
@@ -335,12 +359,122 @@ def _bench(admin: str, args: argparse.Namespace, work: Path) -> int:
     for n in (100, 1000):
         log(f"a study of {n:,} participants x {len(METRICS)} files x {STUDY_ROWS} rows ...")
         cases.update(study(admin, work, n, r))
-
-    report(cases, args, admin)
-    return 0
+    return cases
 
 
-def report(cases: dict[str, Case], args: argparse.Namespace, admin: str) -> None:
+def _drop_hour(path: Path, prefix: bytes) -> bytes:
+    """Take out the lines that start with ``prefix``; return them."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(line for line in lines if not line.startswith(prefix)))
+    return b"".join(line for line in lines if line.startswith(prefix))
+
+
+def _compress_all(url: str) -> None:
+    sql(url, "SELECT count(compress_chunk(c, true)) FROM show_chunks('raw_data') c")
+
+
+def _refresh_views(url: str) -> None:
+    """Run the views' refresh policies now, as the database's scheduler would."""
+    for (job,) in sql(url, "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = "
+                           "'policy_refresh_continuous_aggregate' ORDER BY job_id"):
+        sql(url, "CALL run_job(%s)", (job,))
+
+
+def _hypertable_bytes(url: str) -> int:
+    return sql(url, "SELECT hypertable_size('raw_data')")[0][0]
+
+
+LATE_HOUR = "2024-01-15T05:"  # an hour of hr held back from the first load, loaded late
+
+
+def storage_cases(admin: str, repeat: int, work: Path,
+                  seed: Path) -> tuple[dict[str, Case], dict[str, object]]:
+    """Compression (the full TimescaleDB only): bytes a row before and after, the daily
+    delta, the light reset over compressed chunks, and late rows into a compressed chunk."""
+    url = fresh_database(admin, "bench_storage")
+    if not sql(url, "SELECT current_setting('timescaledb.license', true) = 'timescale'")[0][0]:
+        print("storage cases skipped: compression needs the full TimescaleDB")
+        sql(admin, 'DROP DATABASE IF EXISTS "bench_storage" WITH (FORCE)')
+        return {}, {}
+    data, state = work / "storage" / "participant_001", work / "state_storage"
+    shutil.copytree(seed, data)
+    state.mkdir()
+    late = _drop_hour(data / "hr.csv", LATE_HOUR.encode())
+    total = row_counts_file(data)
+    cases: dict[str, Case] = {}
+    print(f"storage: first load x{repeat} ...")
+    first = cases["storage_first_load"] = Case("storage: first load (uncompressed)", total)
+    for _ in range(repeat):
+        sql(url, "TRUNCATE raw_data, ingest_coverage")
+        (state / "last_run.json").unlink(missing_ok=True)
+        first.seconds.append(run_loader(url, data, state)[0])
+        assert row_counts(url) == total, "the first load did not store every row"
+    before = _hypertable_bytes(url)
+    print("storage: light reset and daily delta, uncompressed ...")
+    light = cases["storage_light_reset_plain"] = Case("storage: light reset, uncompressed", total)
+    for _ in range(repeat):
+        (state / "last_run.json").unlink()
+        light.seconds.append(run_loader(url, data, state)[0])
+    cases["storage_delta_plain"] = daily_delta(url, data, state, repeat,
+                                               "storage: daily delta, uncompressed")
+    print("storage: compressing every chunk ...")
+    start = time.perf_counter()
+    _compress_all(url)
+    cases["storage_compress"] = Case("storage: compress every chunk", total,
+                                     [time.perf_counter() - start])
+    after = _hypertable_bytes(url)
+    print("storage: daily delta over compressed chunks ...")
+    cases["storage_delta_compressed"] = daily_delta(url, data, state, repeat,
+                                                    "storage: daily delta, compressed")
+    _compress_all(url)  # the delta's chunk, decompressed in part by its rows, again
+    print("storage: refreshing the views over the compressed month ...")
+    start = time.perf_counter()
+    _refresh_views(url)
+    cases["storage_refresh"] = Case("storage: refresh raw_data_1m/1h/1d", total,
+                                    [time.perf_counter() - start])
+    print("storage: late rows into a compressed chunk ...")
+    with (data / "hr.csv").open("ab") as f:
+        f.write(late)
+    late_rows = late.count(b"\n")
+    seconds = run_loader(url, data, state)[0]
+    cases["storage_late_rows"] = Case("storage: late rows into a compressed chunk", late_rows,
+                                      [seconds])
+    _refresh_views(url)  # the policies' next run: the late hour was marked for it
+    hour = LATE_HOUR.rstrip(":") + ":00Z"
+    counted = {
+        "raw_data": row_counts(url) == total + late_rows,
+        "coverage": sql(url, "SELECT rows FROM ingest_coverage WHERE participant = 1 AND "
+                             "metric = 'hr' AND hour = %s", (hour,)) == [(late_rows,)],
+        "raw_data_1h": sql(url, "SELECT samples FROM raw_data_1h WHERE participant = 1 AND "
+                                "metric = 'hr' AND bucket = %s", (hour,)) == [(late_rows,)],
+    }
+    print("storage: light reset over compressed chunks ...")
+    total += late_rows
+    _compress_all(url)
+    reset = cases["storage_light_reset_compressed"] = Case(
+        "storage: light reset, compressed", total)
+    for _ in range(repeat):
+        (state / "last_run.json").unlink()
+        reset.seconds.append(run_loader(url, data, state)[0])
+        assert row_counts(url) == total, "the light reset lost or doubled rows"
+    sql(admin, 'DROP DATABASE IF EXISTS "bench_storage" WITH (FORCE)')
+    facts = {"storage_bytes_per_row_before": before / first.rows,
+             "storage_bytes_per_row_after": after / first.rows,
+             "storage_compressed_vs_uncompressed": after / before,
+             "storage_late_rows_counted": counted}
+    return cases, facts
+
+
+def row_counts_file(data: Path) -> int:
+    """Rows in a folder's metric files (lines after each header)."""
+    return sum((data / f"{m}.csv").read_bytes().count(b"\n") - 1 for m in METRICS)
+
+
+Targets = dict[str, tuple[str, bool]]
+
+
+def load_targets(cases: dict[str, Case]) -> tuple[Targets, dict[str, float]]:
+    """The load group's targets, and its ratios for results.json."""
     ref = cases["reference"].best
     delta_ratio = cases["delta_history"].best / cases["delta_30"].best
     seed_ratio = cases["first_load_copy"].best / cases["reference_seed"].best
@@ -363,34 +497,85 @@ def report(cases: dict[str, Case], args: argparse.Namespace, admin: str) -> None
                           delta_ratio <= 1.2 and cases["delta_history"].best < 3.0),
     }
     rss = max(cases["first_load_copy"].peak_rss_mb, cases["study_1000_first"].peak_rss_mb)
+    targets["peak_rss"] = (f"peak RSS (30 days; 1,000 part.) {rss:.0f} MB <= 300 MB", rss <= 300)
+    return targets, {"delta_history_vs_delta_30": delta_ratio,
+                     "first_load_vs_seed_schema_copy": seed_ratio,
+                     "coverage_cost": coverage_cost, "study_1000_vs_100": study_ratio}
+
+
+def storage_targets(cases: dict[str, Case], notes: dict[str, object]) -> tuple[Targets,
+                                                                              dict[str, float]]:
+    """The storage group's targets, and its ratios for results.json."""
+    first = cases["storage_first_load"].best
+    size = notes["storage_compressed_vs_uncompressed"]
+    delta = cases["storage_delta_compressed"].best / cases["storage_delta_plain"].best
+    plain = cases["storage_light_reset_plain"].best / first
+    compressed = cases["storage_light_reset_compressed"].best / first
+    counted = notes["storage_late_rows_counted"]
+    targets = {
+        "storage_compress": (f"bytes {notes['storage_bytes_per_row_before']:.1f} -> "
+                             f"{notes['storage_bytes_per_row_after']:.2f} a row ({size:.3f}x) "
+                             "<= 0.05x", size <= 0.05),
+        "storage_delta_compressed": (f"<= 1.2x uncompressed ({delta:.2f}x)", delta <= 1.2),
+        "storage_light_reset_plain": (f"<= 0.5x first load ({plain:.2f}x)", plain <= 0.5),
+        "storage_light_reset_compressed": (f"<= 0.5x first load ({compressed:.2f}x)",
+                                           compressed <= 0.5),
+        "storage_late_rows": ("all stored, counted in the coverage and raw_data_1h ("
+                              + ", ".join(k for k, ok in counted.items() if ok) + ")",
+                              all(counted.values())),
+    }
+    return targets, {"storage_compressed_vs_uncompressed": size,
+                     "storage_delta_compressed_vs_plain": delta,
+                     "storage_light_reset_plain_vs_first_load": plain,
+                     "storage_light_reset_compressed_vs_first_load": compressed}
+
+
+def report(cases: dict[str, Case], args: argparse.Namespace, admin: str,
+           notes: dict[str, object]) -> None:
+    targets: Targets = {}
+    ratios: dict[str, float] = {}
+    if "reference" in cases:
+        found, more = load_targets(cases)
+        targets.update(found)
+        ratios.update(more)
+    if "storage_first_load" in cases:
+        found, more = storage_targets(cases, notes)
+        targets.update(found)
+        ratios.update(more)
+    # Every ratio divides by a reference from this run: psql \copy, or the storage
+    # group's own first load when only that group ran.
+    ref_case = cases.get("reference") or cases.get("storage_first_load")
+    ref = ref_case.best if ref_case else 1.0
     versions = sql(admin, "SELECT current_setting('server_version'), (SELECT default_version "
-                          "FROM pg_available_extensions WHERE name = 'timescaledb')")
+                          "FROM pg_available_extensions WHERE name = 'timescaledb'), "
+                          "current_setting('timescaledb.license', true)")
     print()
-    print(f"{'case':38} {'rows':>10} {'min s':>8} {'median s':>9} {'x ref':>7}  target")
+    print(f"{'case':42} {'rows':>10} {'min s':>8} {'median s':>9} {'x ref':>7}  target")
     for key, case in cases.items():
         target, ok = targets.get(key, ("", None))
         verdict = "" if ok is None else ("ok" if ok else "MISSED")
-        print(f"{case.name:38} {case.rows:>10,} {case.best:>8.2f} {case.median:>9.2f} "
+        print(f"{case.name:42} {case.rows:>10,} {case.best:>8.2f} {case.median:>9.2f} "
               f"{case.best / ref:>6.2f}x  {target} {verdict}")
-    rss_ok = rss is not None and rss <= 300
-    print(f"{'peak RSS (30 days; 1,000 part.)':38} {rss:>10.0f} MB{'':19} <= 300 MB "
-          f"{'ok' if rss_ok else 'MISSED'}")
-    print(f"\nPostgreSQL {versions[0][0]}, TimescaleDB {versions[0][1]}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}; min of {args.repeat} runs per case")
+    for key, (target, ok) in targets.items():
+        if key not in cases:
+            print(f"{target} {'ok' if ok else 'MISSED'}")
+    print(f"\nPostgreSQL {versions[0][0]}, TimescaleDB {versions[0][1]} ({versions[0][2]}), "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"min of {args.repeat} runs per case; x ref: to {ref_case.name if ref_case else '-'}")
 
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                    "postgresql": versions[0][0], "timescaledb": versions[0][1]},
+                    "postgresql": versions[0][0], "timescaledb": versions[0][1],
+                    "timescaledb_license": versions[0][2]},
         "repeat": args.repeat,
+        "groups": args.cases,
         "cases": {k: {"name": c.name, "rows": c.rows, "seconds": c.seconds, "min": c.best,
                       "median": c.median, "ratio_to_reference": c.best / ref,
                       "peak_rss_mb": c.peak_rss_mb} for k, c in cases.items()},
-        "delta_history_vs_delta_30": delta_ratio,
-        "first_load_vs_seed_schema_copy": seed_ratio,
-        "coverage_cost": coverage_cost,
-        "study_1000_vs_100": study_ratio,
-        "targets_met": {**{k: ok for k, (_, ok) in targets.items()}, "peak_rss": rss_ok},
+        **ratios,
+        **{k: v for k, v in notes.items() if k.startswith("storage_bytes")},
+        "targets_met": {k: ok for k, (_, ok) in targets.items()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -17,6 +17,9 @@ class Plan:
     start: Position
     last_ts: np.datetime64 | None  # offer only rows newer than this (None: every row read)
     rescanned: bool  # the file changed under the checkpoint: read again from the start
+    # Offer only rows in these UTC hours (reoffer.py: the file holds more there than the
+    # coverage counts); None: every row read.
+    hours: frozenset[np.datetime64] | None = None
 
 
 def plan(source: SourceFile, entry: Entry | None) -> Plan:

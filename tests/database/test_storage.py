@@ -4,12 +4,16 @@ into compressed chunks, a database made before them, and the Apache-only fallbac
 from __future__ import annotations
 
 import json
+import random
+import signal
+import time
 import uuid
 from pathlib import Path
 
 import psycopg2
 import pytest
 from test_db_init import drop_role, init_script, role_url
+from test_exactly_once import assert_checkpoint_readable, assert_table_equals_source
 
 from helpers import DATA, REPO, execute, logged, open_database, query, synth
 from wearables_ingest import report, storage
@@ -333,3 +337,38 @@ def test_the_storage_line_without_compression_says_so_once():
     assert report.storage_json(storage.Figures(True, 3_473_408, 287_498_240, 5, 5)) == {
         "compression_available": True, "bytes_stored": 3_473_408,
         "bytes_before_compression": 287_498_240, "chunks": 5, "chunks_compressed": 5}
+
+
+def test_kills_during_loads_into_compressed_chunks_lose_and_double_nothing(
+        full_timescaledb, database_url, run_ingest, tmp_path):
+    rng = random.Random(15)
+    data, state = tmp_path / DATA, tmp_path / "state"
+    synth(data, "--days", "2")
+    late = drop_hour(data / "hr.csv", "2024-01-01T05:")
+    middle = drop_hour(data / "azm.csv", "2024-01-02T10:")
+    started = time.monotonic()
+    assert run_ingest().returncode == 0
+    full_run = time.monotonic() - started
+    compress_all(database_url)
+    kills = 0
+    for step in ("late rows", "rewritten file", "light reset", "light reset"):
+        if step == "late rows":  # appended at the end, into a compressed chunk
+            with (data / "hr.csv").open("a") as f:
+                f.writelines(late)
+        elif step == "rewritten file":  # re-exported with the missing hour in its place
+            lines = (data / "azm.csv").read_text().splitlines(keepends=True)
+            at = next(i for i, line in enumerate(lines) if i and line > "2024-01-02T10:")
+            (data / "azm.csv").write_text("".join(lines[:at] + middle + lines[at:]))
+        else:
+            (state / "last_run.json").unlink()
+        loader = run_ingest.popen()
+        time.sleep(rng.uniform(0.0, full_run))
+        loader.send_signal(signal.SIGKILL)
+        kills += loader.wait() == -signal.SIGKILL
+        loader.stdout.close()
+        assert_checkpoint_readable(state)
+        rerun = run_ingest()
+        assert rerun.returncode == 0, rerun.stderr
+        assert_table_equals_source(database_url, data)  # and the coverage exact
+        compress_all(database_url)
+    assert kills >= 2, "most kills should land while the loader runs"
