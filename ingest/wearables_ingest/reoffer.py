@@ -22,6 +22,7 @@ import numpy as np
 from wearables_ingest.blocks import Position, read_blocks
 from wearables_ingest.database import Database
 from wearables_ingest.discovery import SourceFile
+from wearables_ingest.errors import SourceError
 from wearables_ingest.parse import hours_of, parse_block
 from wearables_ingest.plan import Plan
 
@@ -78,8 +79,12 @@ def narrow(db: Database, jobs: Sequence[tuple[SourceFile, Plan]],
         if p.start != Position() or not have:
             plans.append(p)
             continue
+        try:
+            in_file = file_hours(source, source_tz)
+        except SourceError:  # reading it fails again when it is written, with its error
+            plans.append(p)
+            continue
         # The checkpoint's mark (a rewritten file) no longer limits what is offered:
         # the hours do, and rows added in the middle of the file are in them.
-        plans.append(replace(p, last_ts=None,
-                             hours=to_offer(file_hours(source, source_tz), have)))
+        plans.append(replace(p, last_ts=None, hours=to_offer(in_file, have)))
     return plans
