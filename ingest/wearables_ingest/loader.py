@@ -106,7 +106,8 @@ class FileRows:
                               f"on line {first.line}: {first.reason}); is it a metric file?")
         chunk = newer_than(chunk, self.plan.last_ts)
         if self.plan.hours is not None and len(chunk):
-            keep = np.isin(chunk.ts.astype("datetime64[h]"), list(self.plan.hours))
+            keep = np.isin(chunk.ts.astype("datetime64[h]"),
+                           np.array(sorted(self.plan.hours), dtype="datetime64[h]"))
             self.skipped += int(len(keep) - keep.sum())
             if not keep.all():
                 self._saw(chunk.ts[~keep].max())
