@@ -339,6 +339,7 @@ def test_the_storage_line_without_compression_says_so_once():
         "bytes_before_compression": 287_498_240, "chunks": 5, "chunks_compressed": 5}
 
 
+@pytest.mark.slow
 def test_kills_during_loads_into_compressed_chunks_lose_and_double_nothing(
         full_timescaledb, database_url, run_ingest, tmp_path):
     rng = random.Random(15)
