@@ -10,7 +10,10 @@ URL; its databases bench_* are dropped and recreated). The cases: the 30-day
 set against psql \\copy, into this schema and into the seed's (with
 TimescaleDB's default ts index); reruns and daily deltas; a 365-day history
 and `status` over it; the cost of keeping the coverage; and a study of 100 and
-1,000 participants with six tiny files each.
+1,000 participants with six tiny files each (group "load"). Group "storage"
+(the full TimescaleDB only): bytes a row before and after compression, the
+light reset and the daily delta over compressed chunks, and late rows into
+one. ``--cases load,storage`` picks the groups.
 Times are wall-clock seconds for the whole process; every ratio divides by
 the reference measured in this same run, so a busy machine slows both sides.
 """
