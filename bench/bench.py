@@ -16,7 +16,9 @@ participants with six tiny files each; ``night``, a study's full-density night
 rows into the seed's schema; ``midhour``, 1,000 participants' next night
 starting in an hour that already holds their rows; ``status_study``, `status` for a
 study of 1,000 participants, its default text beside a plain count of the
-coverage and --json, and the size of its heat map.
+coverage and --json, and the size of its heat map; ``storage`` (the full
+TimescaleDB only), bytes a row before and after compression, the light reset
+and the daily delta over compressed chunks, and late rows into one.
 Times are wall-clock seconds for the whole process; every ratio divides by
 the reference measured in this same run, so a busy machine slows both sides.
 """
@@ -237,6 +239,9 @@ def daily_delta(url: str, data: Path, state: Path, repeat: int, name: str) -> Ca
             os.truncate(data / f"{metric}.csv", size)
         shutil.copy(saved, state / "last_run.json")
         sql(url, "DELETE FROM raw_data WHERE ts > %s", (newest,))
+        # and the coverage of those hours: else the next day looks stored already, and
+        # goes the careful way rather than straight into the table, as a real night does.
+        sql(url, "DELETE FROM ingest_coverage WHERE hour > %s", (newest,))
     return case
 
 
@@ -302,7 +307,8 @@ def midhour_night(admin: str, work: Path, participants: int, repeat: int) -> Cas
     return case
 
 
-GROUPS = ("seed30", "history", "study", "night", "midhour", "status_study")
+GROUPS = ("seed30", "history", "study", "night", "midhour", "status_study",
+          "storage")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,9 +354,14 @@ def bench(admin: str, args: argparse.Namespace) -> int:
 
 def _bench(admin: str, args: argparse.Namespace, work: Path) -> int:
     cases: dict[str, Case] = {}
+    notes: dict[str, object] = {}
     r = args.repeat
+    data = work / "data30" / "participant_001"
+    if {"seed30", "storage"} & set(args.groups):
+        print("generating the 30-day data set ...")
+        synth(data)
     if "seed30" in args.groups:
-        cases.update(seed30(admin, args, work))
+        cases.update(seed30(admin, args, work, data))
     if "history" in args.groups:
         cases.update(history(admin, args, work))
     if "study" in args.groups:
@@ -364,18 +375,21 @@ def _bench(admin: str, args: argparse.Namespace, work: Path) -> int:
     if "midhour" in args.groups:
         print(f"a study of 1,000 participants, the next night from mid-hour x{r} ...")
         cases["study_1000_midhour"] = midhour_night(admin, work, 1000, r)
-    report(cases, args, admin)
+    if "storage" in args.groups:
+        found, facts = storage_cases(admin, r, work, data)
+        cases.update(found)
+        notes.update(facts)
+    report(cases, args, admin, notes)
     return 0
 
 
-def seed30(admin: str, args: argparse.Namespace, work: Path) -> dict[str, Case]:
+def seed30(admin: str, args: argparse.Namespace, work: Path,
+           data: Path) -> dict[str, Case]:
     """The seed's 30 days of one participant: psql \\copy, first loads, rerun, delta, values."""
     r = args.repeat
     log = print
-    data, state = work / "data30" / "participant_001", work / "state30"
+    state = work / "state30"
     state.mkdir()
-    log("generating the 30-day data set ...")
-    synth(data)
     csv = work / "reference.csv"
     total = reference_csv(data, csv)
     url = fresh_database(admin, "bench_30")
@@ -460,7 +474,178 @@ def history(admin: str, args: argparse.Namespace, work: Path) -> dict[str, Case]
     return cases
 
 
-def _targets(cases: dict[str, Case]) -> tuple[dict[str, tuple[str, bool]], dict[str, float]]:
+def _drop_hour(path: Path, prefix: bytes) -> bytes:
+    """Take out the lines that start with ``prefix``; return them."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(line for line in lines if not line.startswith(prefix)))
+    return b"".join(line for line in lines if line.startswith(prefix))
+
+
+def _compress_all(url: str) -> None:
+    sql(url, "SELECT count(compress_chunk(c, true)) FROM show_chunks('raw_data') c")
+
+
+def _refresh_views(url: str) -> None:
+    """Run the views' refresh policies now, as the database's scheduler would."""
+    for (job,) in sql(url, "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = "
+                           "'policy_refresh_continuous_aggregate' ORDER BY job_id"):
+        sql(url, "CALL run_job(%s)", (job,))
+
+
+def _hypertable_bytes(url: str) -> int:
+    return sql(url, "SELECT hypertable_size('raw_data')")[0][0]
+
+
+COMPRESS_AFTER = "7 days"  # the compression policy's default age (COMPRESS_AFTER_DAYS)
+LATE_HOUR = "2024-01-15T05:"  # an hour of hr held back from the first load, loaded late
+
+
+def storage_cases(admin: str, repeat: int, work: Path,
+                  seed: Path) -> tuple[dict[str, Case], dict[str, object]]:
+    """Compression (the full TimescaleDB only): bytes a row before and after, the daily
+    delta, the light reset over compressed chunks, and late rows into a compressed chunk."""
+    url = fresh_database(admin, "bench_storage")
+    if not sql(url, "SELECT current_setting('timescaledb.license', true) = 'timescale'")[0][0]:
+        print("storage cases skipped: compression needs the full TimescaleDB")
+        sql(admin, 'DROP DATABASE IF EXISTS "bench_storage" WITH (FORCE)')
+        return {}, {}
+    data, state = work / "storage" / "participant_001", work / "state_storage"
+    shutil.copytree(seed, data)
+    state.mkdir()
+    late = _drop_hour(data / "hr.csv", LATE_HOUR.encode())
+    total = row_counts_file(data)
+    cases: dict[str, Case] = {}
+    print(f"storage: first load x{repeat} ...")
+    first = cases["storage_first_load"] = Case("storage: first load (uncompressed)", total)
+    for _ in range(repeat):
+        sql(url, "TRUNCATE raw_data, ingest_coverage")
+        (state / "last_run.json").unlink(missing_ok=True)
+        first.seconds.append(run_loader(url, data, state)[0])
+        assert row_counts(url) == total, "the first load did not store every row"
+    before = _hypertable_bytes(url)
+    print("storage: light reset, uncompressed ...")
+    light = cases["storage_light_reset_plain"] = Case("storage: light reset, uncompressed", total)
+    for _ in range(repeat):
+        (state / "last_run.json").unlink()
+        light.seconds.append(run_loader(url, data, state)[0])
+    # A second database with the same rows, left uncompressed: the daily deltas of the
+    # two run interleaved below, so that a busier minute slows both alike.
+    plain_url, plain_state = fresh_database(admin, "bench_storage_plain"), work / "state_plain"
+    plain_state.mkdir()
+    run_loader(plain_url, data, plain_state)
+    print("storage: compressing every chunk ...")
+    start = time.perf_counter()
+    _compress_all(url)
+    cases["storage_compress"] = Case("storage: compress every chunk", total,
+                                     [time.perf_counter() - start])
+    after = _hypertable_bytes(url)
+    print("storage: daily deltas, history compressed and not, interleaved ...")
+    # As the policy leaves it the night after: chunks older than COMPRESS_AFTER_DAYS
+    # compressed, the newest (where the day's rows go) not.
+    newest = sql(url, "SELECT max(ts) FROM raw_data")[0][0]
+    for (chunk,) in sql(url, "SELECT format('%%I.%%I', chunk_schema, chunk_name) FROM "
+                             "timescaledb_information.chunks WHERE hypertable_name = 'raw_data' "
+                             "AND range_end > %s::timestamptz + interval '1 day' - %s::interval",
+                        (newest, COMPRESS_AFTER)):
+        sql(url, "SELECT decompress_chunk(%s::regclass)", (chunk,))
+    plain = cases["storage_delta_plain"] = Case("storage: daily delta, uncompressed", 0)
+    compressed = cases["storage_delta_compressed"] = Case(
+        "storage: daily delta, history compressed", 0)
+    for _ in range(repeat):
+        for case, where, kept in ((plain, plain_url, plain_state), (compressed, url, state)):
+            once = daily_delta(where, data, kept, 1, case.name)
+            case.seconds += once.seconds
+            case.rows = once.rows
+    sql(admin, 'DROP DATABASE IF EXISTS "bench_storage_plain" WITH (FORCE)')
+    _compress_all(url)
+    print("storage: daily delta into a compressed chunk ...")
+    cases["storage_delta_into_compressed"] = daily_delta(
+        url, data, state, 1, "storage: daily delta into a compressed chunk")
+    _compress_all(url)  # the delta's chunk, decompressed in part by its rows, again
+    print("storage: refreshing the views over the compressed month ...")
+    start = time.perf_counter()
+    _refresh_views(url)
+    cases["storage_refresh"] = Case("storage: refresh raw_data_1m/1h/1d", total,
+                                    [time.perf_counter() - start])
+    print("storage: late rows into a compressed chunk ...")
+    with (data / "hr.csv").open("ab") as f:
+        f.write(late)
+    late_rows = late.count(b"\n")
+    seconds = run_loader(url, data, state)[0]
+    cases["storage_late_rows"] = Case("storage: late rows into a compressed chunk", late_rows,
+                                      [seconds])
+    _refresh_views(url)  # the policies' next run: the late hour was marked for it
+    hour = LATE_HOUR.rstrip(":") + ":00Z"
+    counted = {
+        "raw_data": row_counts(url) == total + late_rows,
+        "coverage": sql(url, "SELECT rows FROM ingest_coverage WHERE participant = 1 AND "
+                             "metric = 'hr' AND hour = %s", (hour,)) == [(late_rows,)],
+        "raw_data_1h": sql(url, "SELECT samples FROM raw_data_1h WHERE participant = 1 AND "
+                                "metric = 'hr' AND bucket = %s", (hour,)) == [(late_rows,)],
+    }
+    print("storage: light reset over compressed chunks ...")
+    total += late_rows
+    _compress_all(url)
+    reset = cases["storage_light_reset_compressed"] = Case(
+        "storage: light reset, compressed", total)
+    for _ in range(repeat):
+        (state / "last_run.json").unlink()
+        reset.seconds.append(run_loader(url, data, state)[0])
+        assert row_counts(url) == total, "the light reset lost or doubled rows"
+    views = dict(sql(url, "SELECT view_name, hypertable_size(format('%I.%I', "
+                          "materialization_hypertable_schema, materialization_hypertable_name)) "
+                          "FROM timescaledb_information.continuous_aggregates"))
+    sql(admin, 'DROP DATABASE IF EXISTS "bench_storage" WITH (FORCE)')
+    facts = {"storage_bytes_per_row_before": before / first.rows,
+             "storage_view_bytes": views,
+             "storage_bytes_per_row_after": after / first.rows,
+             "storage_compressed_vs_uncompressed": after / before,
+             "storage_late_rows_counted": counted}
+    return cases, facts
+
+
+def row_counts_file(data: Path) -> int:
+    """Rows in a folder's metric files (lines after each header)."""
+    return sum((data / f"{m}.csv").read_bytes().count(b"\n") - 1 for m in METRICS)
+
+
+Targets = dict[str, tuple[str, bool]]
+
+
+def storage_targets(cases: dict[str, Case], notes: dict[str, object]) -> tuple[Targets,
+                                                                              dict[str, float]]:
+    """The storage group's targets, and its ratios for results.json."""
+    first = cases["storage_first_load"].best
+    size = notes["storage_compressed_vs_uncompressed"]
+    delta = cases["storage_delta_compressed"].best / cases["storage_delta_plain"].best
+    plain = cases["storage_light_reset_plain"].best / first
+    compressed = cases["storage_light_reset_compressed"].best / first
+    counted = notes["storage_late_rows_counted"]
+    targets = {
+        "storage_compress": (f"bytes {notes['storage_bytes_per_row_before']:.1f} -> "
+                             f"{notes['storage_bytes_per_row_after']:.2f} a row ({size:.3f}x) "
+                             "<= 0.05x", size <= 0.05),
+        "storage_delta_compressed": (f"<= 1.2x uncompressed ({delta:.2f}x)", delta <= 1.2),
+        "storage_delta_into_compressed": (
+            f"(no target: {cases['storage_delta_into_compressed'].best / first:.2f}x first load)",
+            True),
+        "storage_light_reset_plain": (f"<= 0.5x first load ({plain:.2f}x)", plain <= 0.5),
+        "storage_light_reset_compressed": (f"<= 0.5x first load ({compressed:.2f}x)",
+                                           compressed <= 0.5),
+        "storage_late_rows": ("all stored, counted in the coverage and raw_data_1h ("
+                              + ", ".join(k for k, ok in counted.items() if ok) + ")",
+                              all(counted.values())),
+    }
+    return targets, {"storage_compressed_vs_uncompressed": size,
+                     "storage_delta_compressed_vs_plain": delta,
+                     "storage_light_reset_plain_vs_first_load": plain,
+                     "storage_light_reset_compressed_vs_first_load": compressed}
+
+
+
+
+def _targets(cases: dict[str, Case],
+             notes: dict[str, object]) -> tuple[Targets, dict[str, float]]:
     """The targets of the cases that ran, and the ratios between cases."""
     have = cases.__contains__
     best = {k: c.best for k, c in cases.items()}
@@ -504,12 +689,17 @@ def _targets(cases: dict[str, Case]) -> tuple[dict[str, tuple[str, bool]], dict[
                                    night <= 0.5)
     if have("study_1000_midhour"):
         targets["study_1000_midhour"] = ("<= 10 s", best["study_1000_midhour"] <= 10)
+    if have("storage_first_load"):
+        found, more = storage_targets(cases, notes)
+        targets.update(found)
+        ratios.update(more)
     return targets, ratios
 
 
-def report(cases: dict[str, Case], args: argparse.Namespace, admin: str) -> None:
+def report(cases: dict[str, Case], args: argparse.Namespace, admin: str,
+           notes: dict[str, object]) -> None:
     ref = cases["reference"].best if "reference" in cases else None
-    targets, ratios = _targets(cases)
+    targets, ratios = _targets(cases, notes)
     measured = [c.peak_rss_mb for k, c in cases.items()
                 if k in ("first_load_copy", "study_1000_first", "night_loader")]
     rss = max(measured) if measured else None
@@ -530,6 +720,9 @@ def report(cases: dict[str, Case], args: argparse.Namespace, admin: str) -> None
     print(f"\nPostgreSQL {versions[0][0]}, TimescaleDB {versions[0][1]}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; min of {args.repeat} runs per case; "
           f"cases: {','.join(args.groups)}")
+    if "storage_view_bytes" in notes:
+        print("views, refreshed: " + ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size
+                                               in sorted(notes["storage_view_bytes"].items())))
 
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -541,6 +734,7 @@ def report(cases: dict[str, Case], args: argparse.Namespace, admin: str) -> None
                       "median": c.median, "ratio_to_reference": c.best / ref if ref else None,
                       "peak_rss_mb": c.peak_rss_mb} for k, c in cases.items()},
         **ratios,
+        **{k: v for k, v in notes.items() if k.startswith(("storage_bytes", "storage_view"))},
         "targets_met": {**{k: ok for k, (_, ok) in targets.items()},
                         **({"peak_rss": rss_ok} if rss_ok is not None else {})},
     }

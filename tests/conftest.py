@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from helpers import DATA, INGEST, fresh_database, synth
@@ -34,6 +35,24 @@ def admin_url() -> Iterator[str]:
             yield url
     except ServerError as e:
         pytest.exit(str(e), returncode=3)
+
+
+@pytest.fixture(scope="session")
+def full_timescaledb(admin_url: str) -> None:
+    """Skip the test unless the server has the full TimescaleDB (compression, continuous
+    aggregates): scripts/ensure-timescaledb.sh builds it where ../shared/timescaledb is."""
+    with fresh_database(admin_url) as url:
+        conn = psycopg2.connect(url)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                cur.execute("SELECT current_setting('timescaledb.license', true)")
+                license_ = cur.fetchone()[0]
+        finally:
+            conn.close()
+    if license_ != "timescale":
+        pytest.skip(f"needs the full TimescaleDB; this server's license is {license_!r} "
+                    "(Apache-only build)")
 
 
 @pytest.fixture

@@ -22,7 +22,17 @@
 #                       settings; in the db container, the local socket)
 #
 #   SCHEMA_FILE         the schema (default: /opt/wearables-ingest/schema.sql,
-#                       where docker-compose.yml mounts ingest/wearables_ingest/schema.sql)
+#                       where docker-compose.yml mounts ingest/wearables_ingest/schema.sql);
+#                       storage.sql and storage-apache.sql are read from beside it
+#   COMPRESS_AFTER_DAYS the full TimescaleDB's compression policy: chunks older than
+#                       this many days are compressed (default: 7)
+#
+# After the schema comes the storage: on the full TimescaleDB (its license
+# setting says timescale) storage.sql, compression with its policy and the
+# views raw_data_1m, raw_data_1h and raw_data_1d as continuous aggregates; on
+# an Apache-only one storage-apache.sql, the same views, plain. Running the
+# script again brings a database created before them up to date (the loader's
+# role ingest may not run DDL, so the loader cannot).
 #
 # The schema is the loader's own file, so the loader finds it in place and
 # sends no DDL. The role gets
@@ -41,7 +51,8 @@
 #
 # The analysts' role, only when ANALYST_DB_PASSWORD is set, gets CONNECT on the
 # database, USAGE on schema public and SELECT on raw_data, ingest_coverage,
-# ingest_runs, metric_expected and the view participant_metrics: no temporary
+# ingest_runs, metric_expected, the view participant_metrics and the views
+# raw_data_1m, raw_data_1h and raw_data_1d: no temporary
 # tables (TEMPORARY, which PostgreSQL gives PUBLIC, is revoked from PUBLIC; the
 # ingest role has its own grant), no writes, no CREATE anywhere.
 #
@@ -65,6 +76,23 @@ if [ ! -r "$SCHEMA_FILE" ]; then
     echo "10-wearables.sh: error: cannot read the schema $SCHEMA_FILE; set SCHEMA_FILE" >&2
     exit 1
 fi
+# The storage files sit beside the schema (the package's own, as the loader has them).
+STORAGE_DIR=$(dirname "$SCHEMA_FILE")
+for file in storage.sql storage-apache.sql; do
+    if [ ! -r "$STORAGE_DIR/$file" ]; then
+        echo "10-wearables.sh: error: cannot read $STORAGE_DIR/$file, which belongs beside" \
+            "the schema $SCHEMA_FILE" >&2
+        exit 1
+    fi
+done
+COMPRESS_AFTER_DAYS=${COMPRESS_AFTER_DAYS:-7}
+case $COMPRESS_AFTER_DAYS in
+    '' | *[!0-9]* | 0 | 0*)
+        echo "10-wearables.sh: error: COMPRESS_AFTER_DAYS='$COMPRESS_AFTER_DAYS' is not a" \
+            "whole number of days of at least 1" >&2
+        exit 1 ;;
+esac
+export COMPRESS_AFTER_DAYS
 
 # One transaction: the schema file between the role's preamble and its grants.
 # Query results (create_hypertable's row) go to /dev/null; errors to stderr.
@@ -79,6 +107,20 @@ SQL
     cat "$SCHEMA_FILE"
     cat <<'SQL'
 ;
+-- Storage: compression and continuous aggregates on the full TimescaleDB, plain
+-- views on an Apache-only one (the loader's storage.py makes the same choice).
+SELECT coalesce(current_setting('timescaledb.license', true) = 'timescale', false)
+    AS full_timescaledb \gset
+\getenv compress_after_days COMPRESS_AFTER_DAYS
+SELECT set_config('wearables.compress_after', :'compress_after_days' || ' days', true);
+\if :full_timescaledb
+SQL
+    cat "$STORAGE_DIR/storage.sql"
+    printf '\n;\n\\else\n'
+    cat "$STORAGE_DIR/storage-apache.sql"
+    cat <<'SQL'
+;
+\endif
 -- The loader's role: log in, read and insert; nothing else.
 SELECT format('CREATE ROLE %I', :'ingest_user')
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'ingest_user') \gexec
@@ -159,6 +201,9 @@ REVOKE ALL ON TABLE raw_data, ingest_coverage, ingest_runs, metric_expected,
     participant_metrics FROM :"analyst_user";
 GRANT SELECT ON TABLE raw_data, ingest_coverage, ingest_runs, metric_expected,
     participant_metrics TO :"analyst_user";
+-- The down-sampled views (storage.sql, storage-apache.sql).
+REVOKE ALL ON TABLE raw_data_1m, raw_data_1h, raw_data_1d FROM :"analyst_user";
+GRANT SELECT ON TABLE raw_data_1m, raw_data_1h, raw_data_1d TO :"analyst_user";
 SQL
     fi
     echo 'COMMIT;'

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wearables_ingest import coverage, plot, report, status
+from wearables_ingest import coverage, plot, report, status, storage
 from wearables_ingest.atomic import write_atomically
 from wearables_ingest.database import Database
 from wearables_ingest.errors import CheckpointError, IngestError, LockedError
@@ -401,6 +401,7 @@ def status_main(argv: Sequence[str]) -> int:
     try:
         cfg = _loaded(load())
         st = _status(cfg, args)
+        stored = _storage(cfg)
         if args.plot is not None:
             try:
                 write_atomically(args.plot, plot.heatmap_svg(st), mode=0o644)
@@ -413,11 +414,22 @@ def status_main(argv: Sequence[str]) -> int:
                                           EXIT_FAILED))
         return EXIT_FAILED
     if args.json:
-        _print_json(report.status_json(st))
+        _print_json({**report.status_json(st),
+                     "storage": None if stored is None else report.storage_json(stored)})
     else:
-        for line in report.status_lines(st, args.summary_days, args.limit, args.all):
+        for line in report.status_lines(st, args.summary_days, args.limit, args.all, stored):
             print(line)
     return EXIT_OK if st.ok else EXIT_FAILED
+
+
+def _storage(cfg: Config) -> storage.Figures | None:
+    """raw_data's bytes and compressed chunks (storage.py), for status's own section."""
+    db = Database(cfg.connect_args, cfg.target(), cfg.retries, cfg.retry_delay,
+                  on_retry=lambda text: log.warning("%s", text)).open()
+    try:
+        return storage.figures(db)
+    finally:
+        db.close()
 
 
 def _status(cfg: Config, args: argparse.Namespace) -> status.Status:

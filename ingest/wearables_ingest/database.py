@@ -28,6 +28,8 @@ from wearables_ingest.masking import known_passwords, mask
 if TYPE_CHECKING:
     import numpy as np
 
+    from wearables_ingest import storage
+
 TABLE = "raw_data"
 RUNS = "ingest_runs"
 COVERAGE = "ingest_coverage"
@@ -213,29 +215,38 @@ class Database:
                 self.conn.rollback()
 
 
-def ensure_schema(db: Database) -> None:
+def ensure_schema(db: Database, compress_after_days: int = 7) -> storage.Applied:
     """Create the extension, tables and hypertable when missing; otherwise change nothing.
 
-    When they exist no DDL is sent at all, so a role that may only read and
-    insert (the stack's ``ingest`` role) passes this step.
+    Then the storage (storage.py): compression and the views raw_data_1m/1h/1d,
+    applied when any part is missing. When everything exists no DDL is sent at
+    all, so a role that may only read and insert (the stack's ``ingest`` role)
+    passes this step. Returns what storage.ensure() found, for the caller to log.
     """
+    from wearables_ingest import storage  # here: storage.py builds on this module
+
+    if not _schema_in_place(db):
+        try:
+            with db.transaction() as cur:
+                cur.execute(schema_sql())
+        except DatabaseError as e:
+            raise DatabaseError(f"{e} (creating the schema; a database created by an older "
+                                "version needs db/init/10-wearables.sh run again as its owner, "
+                                "see docs/operations.md)") from None
+    return storage.ensure(db, compress_after_days)
+
+
+def _schema_in_place(db: Database) -> bool:
     with db.transaction() as cur:
         cur.execute(HAS_EXTENSION)
-        if cur.fetchone():
-            cur.execute(IS_HYPERTABLE)
-            hypertable = cur.fetchone() is not None
-            cur.execute(TABLES_EXIST)
-            tables = cur.fetchone()[0]
-            cur.execute(RUN_FUNCTIONS_EXIST)
-            if hypertable and tables and cur.fetchone()[0]:
-                return
-    try:
-        with db.transaction() as cur:
-            cur.execute(schema_sql())
-    except DatabaseError as e:
-        raise DatabaseError(f"{e} (creating the schema; a database created by an older "
-                            "version needs db/init/10-wearables.sh run again as its owner, "
-                            "see docs/operations.md)") from None
+        if not cur.fetchone():
+            return False
+        cur.execute(IS_HYPERTABLE)
+        hypertable = cur.fetchone() is not None
+        cur.execute(TABLES_EXIST)
+        tables = cur.fetchone()[0]
+        cur.execute(RUN_FUNCTIONS_EXIST)
+        return hypertable and tables and cur.fetchone()[0]
 
 
 def schema_exists(db: Database) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wearables_ingest import checkpoint, database, rejects, writer
+from wearables_ingest import checkpoint, database, rejects, reoffer, writer
 from wearables_ingest.blocks import Block, Reject, read_blocks
 from wearables_ingest.copydata import from_block, from_rows, line_suffix
 from wearables_ingest.database import Database
@@ -56,6 +56,7 @@ class Options:
     table_exists: bool = True  # False only for a dry run against a new database
     progress: Progress | None = None
     settle_s: float = 0.0  # a last line without its line end is read once this old
+    full: bool = False  # --full: every row offered, none skipped by the coverage's hours
 
 
 class FileRows:
@@ -79,6 +80,7 @@ class FileRows:
         self.rejects: list[Reject] = []
         self._hours: Counter[np.datetime64] = Counter()
         self._copied = 0
+        self.skipped = 0  # rows in hours the plan does not offer: stored already
 
     def hours(self) -> dict[np.datetime64, int]:
         return dict(self._hours)
@@ -121,6 +123,13 @@ class FileRows:
             raise SourceError(f"{self.source.path}: more than {MAX_REJECTS:,} bad rows (the "
                               f"first on line {self.rejects[0].line}); is it a metric file?")
         chunk = newer_than(chunk, self.plan.last_ts)
+        if self.plan.hours is not None and len(chunk):
+            keep = np.isin(chunk.ts.astype("datetime64[h]"),
+                           np.array(sorted(self.plan.hours), dtype="datetime64[h]"))
+            self.skipped += int(len(keep) - keep.sum())
+            if not keep.all():
+                self._saw(chunk.ts[~keep].max())
+            chunk = Chunk(chunk.ts[keep], chunk.values[keep])
         if len(chunk):
             self._saw(chunk.ts.max())
             self._hours.update(hours_of(chunk.ts))
@@ -134,8 +143,10 @@ class FileRows:
         suffix = line_suffix(self.participant, self.metric)
         naive_ok = self.opts.source_tz == "UTC"  # the session's time zone is UTC
         for block in self._blocks():
+            if self._skip(block, naive_ok):
+                continue
             span = (None if self.plan.last_ts is not None or parse_all
-                    else block.plain_span(naive_ok))
+                    or self.plan.hours is not None else block.plain_span(naive_ok))
             if span is not None:  # plain: the file's own bytes go to COPY
                 self._saw(max(span))
                 if count_hours:
@@ -151,6 +162,18 @@ class FileRows:
                 if len(chunk):
                     self._copied += len(chunk)
                     yield from_rows(chunk.ts, chunk.values, suffix)
+
+    def _skip(self, block: Block, naive_ok: bool) -> bool:
+        """Whether the plan's hours leave out every row of a plain block (none parsed)."""
+        if self.plan.hours is None:
+            return False
+        span = block.plain_span(naive_ok)
+        hours = None if span is None else block.utc_hours(naive_ok)
+        if hours is None or not hours.keys().isdisjoint(self.plan.hours):
+            return False
+        self.skipped += block.rows
+        self._saw(max(span))
+        return True
 
     def parsed(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         with self._file_errors():
@@ -174,7 +197,9 @@ class _Job:
 
 
 def _result(job: _Job, written: writer.Written, rows: FileRows) -> FileResult:
-    return FileResult(job.source, written.offered, written.inserted, rows.last_ts, rows.end,
+    # Rows the plan's hours left out were offered, in effect, and found present.
+    return FileResult(job.source, written.offered + rows.skipped, written.inserted,
+                      rows.last_ts, rows.end,
                       rescanned=job.plan.rescanned, reloaded=job.reloaded,
                       checkpoint_ts=job.entry.last_ts if job.entry else None,
                       rejects=rows.rejects, strategy=written.strategy, tail=rows.tail)
@@ -207,6 +232,12 @@ def _write_group(db: Database, jobs: list[_Job], opts: Options) -> list[FileResu
             # Straight into the hypertable when nothing is stored from the first row to
             # offer on (the nightly case): no row can conflict unless the file is out of order.
             job.direct = not taken
+    if not opts.full:  # read again from the start: only the hours with rows missing
+        again = [job for job in work if not job.direct]
+        for job, narrowed in zip(again, reoffer.narrow(
+                db, [(job.source, job.plan) for job in again], opts.source_tz, opts.settle_s),
+                strict=True):
+            job.plan = narrowed
     together: dict[int, tuple[writer.Written, FileRows]] = {}
     results = []
     with db.transaction() as cur:
@@ -327,10 +358,14 @@ def run(cfg: Config, full: bool = False, dry_run: bool = False,
             if dry_run:
                 table_exists = database.schema_exists(db)
             else:
-                database.ensure_schema(db)
+                stored = database.ensure_schema(db, cfg.compress_after_days)
+                if stored.note:
+                    log.info("%s", stored.note)
+                if stored.problem:
+                    log.warning("%s", stored.problem)
                 outcome.run_id = database.start_run(db, cfg.trigger)
             opts = Options(cfg.method, cfg.batch_rows, cfg.source_tz, dry_run, table_exists,
-                           progress, cfg.settle_s)
+                           progress, cfg.settle_s, full=full)
             entries = {f: None if full else cp.entry(f.participant, f.metric) for f in files}
             lost = _lost(db, entries) if table_exists else set()
             if not dry_run:

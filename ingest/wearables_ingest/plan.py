@@ -19,6 +19,9 @@ class Plan:
     rescanned: bool  # the file changed under the checkpoint: read again from the start
     view: View  # the file as planned: every reading of this run checks it is still the same
     tail: str  # tail hash before ``start``, as planned
+    # Offer only rows in these UTC hours (reoffer.py: the file holds more there than the
+    # coverage counts); None: every row read.
+    hours: frozenset[np.datetime64] | None = None
 
 
 def plan(source: SourceFile, entry: Entry | None) -> Plan:

@@ -24,6 +24,7 @@ from wearables_ingest.timestamps import format_ts
 
 if TYPE_CHECKING:
     from wearables_ingest.results import FileResult, RunResult
+    from wearables_ingest.storage import Figures
 
 
 def file_line(result: FileResult, dry_run: bool = False) -> str:
@@ -216,13 +217,15 @@ GAPS_WIDTH = 60  # a participant's incomplete days, in at most this many charact
 
 
 def status_lines(st: Status, daily: int = DAILY, limit: int = LIMIT,
-                 every_row: bool = False) -> list[str]:
+                 every_row: bool = False, stored: Figures | None = None) -> list[str]:
     """``status`` for a terminal, in sections: the summary per metric and day; the
     participants who need attention, worst first, at most ``limit`` (0: all), or with
-    ``every_row`` the full table; then the last run and a one-line verdict."""
+    ``every_row`` the full table; then the storage (when known), the last run and a
+    one-line verdict."""
     sections = [summary_lines(st, daily),
                 every_row_lines(st) if every_row else attention_lines(st, limit),
-                [f"last run: {_run_text(st)}", status_verdict(st)]]
+                ([storage_line(stored)] if stored is not None else [])
+                + [f"last run: {_run_text(st)}", status_verdict(st)]]
     lines: list[str] = []
     for section in filter(None, sections):
         lines += ([""] if lines else []) + section
@@ -426,3 +429,31 @@ def status_json(st: Status) -> dict:
         "problem": st.run_problem,
         "verdict": status_verdict(st),
     }
+
+
+# --- storage (status's own section) -----------------------------------------------------------
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def storage_line(fig: Figures) -> str:
+    """One line: raw_data's bytes now and before compression, chunks compressed."""
+    if not fig.compression_available:
+        return f"storage: {_bytes(fig.bytes_stored)} in {fig.chunks} chunks; {fig.note}"
+    share = "" if fig.ratio is None else f" ({100 * fig.ratio:.1f}%)"
+    return (f"storage: {_bytes(fig.bytes_stored)} stored, {_bytes(fig.bytes_uncompressed)} "
+            f"before compression{share}; {fig.chunks_compressed} of {fig.chunks} chunks "
+            "compressed")
+
+
+def storage_json(fig: Figures) -> dict:
+    """status --json's "storage" object."""
+    return {"compression_available": fig.compression_available,
+            "bytes_stored": fig.bytes_stored,
+            "bytes_before_compression": fig.bytes_uncompressed,
+            "chunks": fig.chunks, "chunks_compressed": fig.chunks_compressed}

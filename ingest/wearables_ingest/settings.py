@@ -44,6 +44,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "INGEST_RETRY_DELAY": ("2", "seconds before the first reconnect; doubles each time"),
     "INGEST_TRIGGER": ("manual", "what started the run, for ingest_runs: manual or cron"),
     "LOG_LEVEL": ("INFO", "least important log lines shown: DEBUG, INFO, WARNING or ERROR"),
+    "COMPRESS_AFTER_DAYS": ("7", "days after which a chunk of raw_data is compressed (the full "
+                                 "TimescaleDB only)"),
     # `status` and the container's health check.
     "STATUS_EXPECTED_ROWS": ("", "rows a day per metric for status, e.g. hr=86400,azm=1440 "
                                  "(empty: the table metric_expected)"),
@@ -85,6 +87,7 @@ class Config:
     pushgateway_url: str | None = None  # None: no push
     stale_after_hours: float = 48.0
     rejects_max_bytes: int = 10_000_000
+    compress_after_days: int = 7
 
     @property
     def rejects_file(self) -> Path:
@@ -229,4 +232,5 @@ def load(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".
         stale_after_hours=_number(env, "STALE_AFTER_HOURS", 0, 24 * 366, "hours"),
         rejects_max_bytes=round(_number(env, "REJECTS_MAX_MB", 0, 1_000_000, "megabytes")
                                 * 1_000_000),
+        compress_after_days=_positive_int(env, "COMPRESS_AFTER_DAYS"),
     )

@@ -128,6 +128,33 @@ def test_4_light_reset_doubles_nothing(stack):
     assert stack.counts() == SEED_COUNTS
 
 
+def test_4b_the_database_compresses_through_its_policy_and_the_views_answer(stack):
+    """The full TimescaleDB's storage (storage.sql, applied by the init script): the
+    compression policy's job compresses the seed's chunks, the views answer, and `status`
+    shows the bytes saved."""
+    assert stack.scalar("SHOW timescaledb.license") == "timescale"
+    assert stack.scalar("SELECT config->>'compress_after' FROM timescaledb_information.jobs "
+                        "WHERE proc_name = 'policy_compression'") == "7 days"
+    job = stack.scalar("SELECT job_id FROM timescaledb_information.jobs "
+                       "WHERE proc_name = 'policy_compression'")
+    stack.scalar(f"CALL run_job({int(job)})")  # the policy's run, now rather than tonight
+    chunks, compressed = stack.scalar(
+        "SELECT total_chunks || ',' || number_compressed_chunks "
+        "FROM hypertable_compression_stats('raw_data')").split(",")
+    assert int(compressed) == int(chunks) > 0
+    assert stack.counts() == SEED_COUNTS  # the rows, read through the compressed chunks
+    assert stack.scalar("SELECT (SELECT sum(samples) FROM raw_data_1m) || ',' || "
+                        "(SELECT sum(samples) FROM raw_data_1h) || ',' || "
+                        "(SELECT sum(samples) FROM raw_data_1d)") == ",".join(
+        [str(sum(SEED_COUNTS.values()))] * 3)
+    assert stack.scalar("SELECT samples FROM raw_data_1h WHERE participant = 1 AND "
+                        "metric = 'hr' AND bucket = '2024-01-15T05:00Z'") == "3600"
+    result = stack.compose("run", "--rm", "ingestor", "python", "/app/ingest.py", "status",
+                           timeout=300, check=False)
+    [line] = [x for x in result.stdout.splitlines() if x.startswith("storage: ")]
+    assert line.endswith(f"{compressed} of {chunks} chunks compressed"), result.stdout
+
+
 def test_5_db_restart_during_a_load(stack):
     """`docker compose restart db` while a load runs: it fails cleanly or retries; the next
     run leaves the counts exact."""

@@ -1,5 +1,5 @@
-"""The read side for analysts: read_rows() and the README's time_bucket query, on the real
-database (the tests' server runs TimescaleDB's Apache-licensed build only)."""
+"""The read side for analysts: read_rows() and the README's query of the hourly view, on the
+real database."""
 
 from __future__ import annotations
 
@@ -70,22 +70,39 @@ def test_read_rows_takes_the_settings_and_times_without_a_zone_are_utc(loaded, t
         read_rows(loaded, 1, "hr", "2024-01-02", "2024-01-01")
 
 
-def readme_time_bucket_query() -> str:
+def readme_view_query() -> str:
     """The README's hourly-mean query, as printed there."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Reading the data", 1)[1].split("\n## ", 1)[0]
     [sql] = [block for block in re.findall(r"```sql\n(.*?)```", section, re.DOTALL)
-             if "time_bucket" in block]
+             if "raw_data_1h" in block]
     return sql
 
 
-def test_the_readmes_time_bucket_query_gives_the_hourly_mean_heart_rate(loaded):
-    rows = query(loaded, readme_time_bucket_query().replace("%", "%%"))
+def test_the_readmes_hourly_view_query_gives_the_hourly_mean_heart_rate(loaded):
+    rows = query(loaded, readme_view_query().replace("%", "%%"))
     assert len(rows) == 24
     frame = read_rows(loaded, 1, "hr", "2024-01-01", "2024-01-02")
     hourly = frame["value"].resample("1h").mean()
     assert [r[0] for r in rows] == [ts.to_pydatetime() for ts in hourly.index]
     assert [r[1] for r in rows] == pytest.approx(hourly.tolist(), rel=1e-12)
     assert all(r[2] == 3_600 for r in rows)
-    # Apache edition only: what the query needs is there, the TSL features are not.
-    assert query(loaded, "SELECT current_setting('timescaledb.license')") == [("apache",)]
+
+
+def test_read_rows_at_a_resolution_gives_the_views_buckets(loaded):
+    rows = read_rows(loaded, 2, "hr", "2024-01-01T06:00Z", "2024-01-01T08:00Z")
+    for resolution, width, buckets in (("1m", "1min", 120), ("1h", "1h", 2)):
+        frame = read_rows(loaded, 2, "hr", "2024-01-01T06:00Z", "2024-01-01T08:00Z",
+                          resolution=resolution)
+        expected = rows["value"].resample(width).agg(["count", "mean", "min", "max"])
+        assert list(frame.columns) == ["samples", "mean", "min", "max"]
+        assert frame.index.name == "bucket" and len(frame) == buckets
+        assert frame.index.equals(expected.index.rename("bucket"))
+        assert frame["samples"].tolist() == expected["count"].tolist()
+        assert frame["mean"].tolist() == pytest.approx(expected["mean"].tolist(), rel=1e-12)
+        assert frame["min"].tolist() == expected["min"].tolist()
+        assert frame["max"].tolist() == expected["max"].tolist()
+    daily = read_rows(loaded, 1, "azm", "2024-01-01", "2024-01-03", resolution="1d")
+    assert daily["samples"].tolist() == [1_440]
+    with pytest.raises(ValueError, match="not one of 1m, 1h, 1d"):
+        read_rows(loaded, 1, "hr", "2024-01-01", "2024-01-02", resolution="5m")

@@ -103,7 +103,9 @@ def test_the_text_is_a_summary_and_who_needs_attention_and_all_lists_every_row(s
     assert lines[-1].startswith("NOT OK: 1 of 36 days incomplete (1 of 2 participants) in "
                                 "2024-01-01..2024-01-03 (UTC days): 1 partial, 0 missing; the "
                                 "last run (#1) succeeded 0.0 h ago")
-    assert len(lines) == 3 + DAYS + 1 + 3 + 1 + 2  # summary, gap, attention, gap, run, verdict
+    assert lines[-3].startswith("storage: ")  # storage.py's own line (test_storage.py)
+    # summary, gap, attention, gap, storage, run, verdict
+    assert len(lines) == 3 + DAYS + 1 + 3 + 1 + 3
 
     proc = run_ingest("status", "--days", str(DAYS), "--all")
     assert proc.returncode == 1
@@ -113,7 +115,8 @@ def test_the_text_is_a_summary_and_who_needs_attention_and_all_lists_every_row(s
                                 "status"]
     assert table[1].split() == ["2", "hr", "2024-01-02", "43,200", "86,400", "50%", "partial"]
     assert table[2].split()[:3] == ["1", "activity", "2024-01-01..2024-01-03"]
-    assert len(table) == 1 + 1 + 2 * len(METRICS) + 3  # header, incomplete, pairs, run, verdict
+    # header, incomplete, pairs, gap, storage, run, verdict
+    assert len(table) == 1 + 1 + 2 * len(METRICS) + 4
 
 
 def test_the_period_ends_at_the_newest_day_and_options_select(study, run_ingest, database_url):

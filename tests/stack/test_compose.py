@@ -83,16 +83,18 @@ def test_compose_config_with_env_example_renders_the_stack(tmp_path):
     assert db["environment"] == {"POSTGRES_DB": "wearables", "POSTGRES_USER": "postgres",
                                  "POSTGRES_PASSWORD": PASSWORD,
                                  "INGEST_DB_PASSWORD": INGEST_PASSWORD,
-                                 "ANALYST_DB_PASSWORD": ""}  # empty: no role analyst
+                                 "ANALYST_DB_PASSWORD": "",  # empty: no role analyst
+                                 "COMPRESS_AFTER_DAYS": "7"}  # the compression policy's age
     assert by_target(db)["/var/lib/postgresql/data"]["source"] == "db-data"
     # The init script alone, read-only, beside the image's own init scripts.
     init = by_target(db)["/docker-entrypoint-initdb.d/10-wearables.sh"]
     assert (init["type"], init["source"], init["read_only"]) == \
         ("bind", str(REPO / "db" / "init" / "10-wearables.sh"), True)
     assert "/docker-entrypoint-initdb.d" not in by_target(db)
-    schema = by_target(db)["/opt/wearables-ingest/schema.sql"]  # the init script's default
-    assert (schema["source"], schema["read_only"]) == \
-        (str(REPO / "ingest" / "wearables_ingest" / "schema.sql"), True)
+    for name in ("schema.sql", "storage.sql", "storage-apache.sql"):  # the script's defaults
+        mount = by_target(db)[f"/opt/wearables-ingest/{name}"]
+        assert (mount["source"], mount["read_only"]) == \
+            (str(REPO / "ingest" / "wearables_ingest" / name), True)
     assert [(p["host_ip"], str(p["published"]), p["target"]) for p in db["ports"]] == \
         [("127.0.0.1", "5432", 5432)]
     # Over TCP: healthy only once the server proper runs, after the init script.
@@ -124,6 +126,7 @@ def test_compose_config_with_env_example_renders_the_stack(tmp_path):
     assert (e["DATA_DIR"], e["CHECKPOINT_FILE"]) == ("/data", "/checkpoint/last_run.json")
     assert (e["INGEST_SCHEDULE"], e["TZ"]) == ("0 1 * * *", "UTC")
     assert e["PARTICIPANT_ID"] == ""  # unset: the folders' numbers name the participants
+    assert e["COMPRESS_AFTER_DAYS"] == "7"  # the same as the db's: the loader checks the policy
 
     gen = services["generator"]
     assert gen["image"] == ing["image"] and gen["build"] == ing["build"]
@@ -326,6 +329,6 @@ def test_the_stack_reads_exactly_these_settings_from_env():
                     "DB_PORT", "HOST_DATA_DIR",
                     "INGEST_SCHEDULE", "TZ", "PARTICIPANT_ID", "INGEST_METHOD",
                     "INGEST_BATCH_ROWS", "SOURCE_TZ", "INGEST_RETRIES", "INGEST_RETRY_DELAY",
-                    "LOG_LEVEL", "INGEST_SETTLE_SECONDS", "REJECTS_MAX_MB",
+                    "LOG_LEVEL", "INGEST_SETTLE_SECONDS", "REJECTS_MAX_MB", "COMPRESS_AFTER_DAYS",
                     "STATUS_MAX_AGE_HOURS", "PUSHGATEWAY_URL", "STALE_AFTER_HOURS",
                     "PROMETHEUS_PORT"}

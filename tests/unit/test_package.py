@@ -19,6 +19,7 @@ def test_the_wheel_installs_one_package_and_the_console_command(tmp_path: Path):
     top_level = {name.split("/")[0] for name in names if not name.startswith("wearables_ingest-")}
     assert top_level == {"wearables_ingest"}  # no `db`, `config` or `source` of its own
     assert "wearables_ingest/schema.sql" in names  # the one schema source travels along
+    assert {"wearables_ingest/storage.sql", "wearables_ingest/storage-apache.sql"} <= set(names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "wearables-ingest = wearables_ingest.cli:main" in \
         zipfile.ZipFile(wheel).read(entry_points).decode()
