@@ -308,6 +308,8 @@ def test_the_owner_still_may_compress_and_schedule(full_timescaledb):
     execute(stack.admin, "SELECT compress_chunk(%s)", (chunk,))
     assert query(stack.admin, "SELECT is_compressed FROM timescaledb_information.chunks") == \
         [(True,)]
+    # The init script's storage gave raw_data a compression policy: the owner replaces it.
+    execute(stack.admin, "SELECT remove_compression_policy('raw_data')")
     execute(stack.admin, "SELECT add_compression_policy('raw_data', interval '7 days')")
     # The roles still read what they read (a compressed chunk too).
     assert query(stack.analyst, "SELECT count(*) FROM raw_data") == [(1,)]
