@@ -20,7 +20,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -309,24 +309,21 @@ def _verify(cfg: Config, args: argparse.Namespace) -> int:
 
 # --- status ----------------------------------------------------------------------------------
 
-def _days(text: str) -> int:
-    try:
-        days = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
-    if days < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give at least 1 day")
-    return days
+def _whole(least: int, what: str, floor: str) -> Callable[[str], int]:
+    """An argparse type: a whole number (of ``what``) no smaller than ``least``."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number{what}") from None
+        if n < least:
+            raise argparse.ArgumentTypeError(f"{text!r}: give {floor}")
+        return n
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if count < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more")
-    return count
+_days = _whole(1, " of days", "at least 1 day")
+_count = _whole(0, "", "0 or more")
 
 
 def _hours(text: str) -> float:

@@ -96,6 +96,22 @@ def assert_checkpoint_readable(state: Path) -> None:
         json.loads(path.read_text())  # valid JSON, never half written
 
 
+def killed_then_rerun(run_ingest, database_url: str, state: Path, data: Path,
+                      wait_s: float) -> bool:
+    """Start the loader, SIGKILL it after ``wait_s``, run it again; the table must then
+    equal the source files. Whether the kill landed while the loader ran."""
+    loader = run_ingest.popen()
+    time.sleep(wait_s)
+    loader.send_signal(signal.SIGKILL)
+    killed = loader.wait() == -signal.SIGKILL
+    loader.stdout.close()
+    assert_checkpoint_readable(state)
+    rerun = run_ingest()
+    assert rerun.returncode == 0, rerun.stderr
+    assert_table_equals_source(database_url, data)  # and the coverage exact
+    return killed
+
+
 def test_random_kills_then_a_rerun_leave_every_row_exactly_once(tmp_path, run_ingest,
                                                                  database_url):
     trials = int(os.environ.get("KILL_TRIALS", "6"))
@@ -114,15 +130,8 @@ def test_random_kills_then_a_rerun_leave_every_row_exactly_once(tmp_path, run_in
             (state / "last_run.json").unlink(missing_ok=True)
         else:  # a reset database under a kept checkpoint, for hr
             execute(database_url, "DELETE FROM raw_data WHERE metric = 'hr'")
-        loader = run_ingest.popen()
-        time.sleep(rng.uniform(0.0, full_run * 1.1))
-        loader.send_signal(signal.SIGKILL)
-        kills += loader.wait() == -signal.SIGKILL
-        loader.stdout.close()
-        assert_checkpoint_readable(state)
-        rerun = run_ingest()
-        assert rerun.returncode == 0, rerun.stderr
-        assert_table_equals_source(database_url, data)
+        kills += killed_then_rerun(run_ingest, database_url, state, data,
+                                   rng.uniform(0.0, full_run * 1.1))
     assert kills >= trials // 2, "most kills should land while the loader runs"
 
 
@@ -160,15 +169,8 @@ def test_random_kills_during_nights_that_start_mid_hour_leave_every_row_exactly_
     kills = 0
     for cut in cuts[2:]:
         grow_until(full, data, cut)
-        loader = run_ingest.popen()
-        time.sleep(rng.uniform(0.0, night * 1.1))
-        loader.send_signal(signal.SIGKILL)
-        kills += loader.wait() == -signal.SIGKILL
-        loader.stdout.close()
-        assert_checkpoint_readable(state)
-        rerun = run_ingest()
-        assert rerun.returncode == 0, rerun.stderr
-        assert_table_equals_source(database_url, data)
+        kills += killed_then_rerun(run_ingest, database_url, state, data,
+                                   rng.uniform(0.0, night * 1.1))
     assert kills >= trials // 2, "most kills should land while the loader runs"
 
 

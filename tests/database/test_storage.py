@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from test_db_init import drop_role, init_script, role_url
-from test_exactly_once import assert_checkpoint_readable, assert_table_equals_source
+from test_exactly_once import killed_then_rerun
 
 from helpers import DATA, REPO, execute, logged, open_database, query, synth
 from wearables_ingest import report, storage
@@ -362,14 +361,7 @@ def test_kills_during_loads_into_compressed_chunks_lose_and_double_nothing(
             (data / "azm.csv").write_text("".join(lines[:at] + middle + lines[at:]))
         else:
             (state / "last_run.json").unlink()
-        loader = run_ingest.popen()
-        time.sleep(rng.uniform(0.0, full_run))
-        loader.send_signal(signal.SIGKILL)
-        kills += loader.wait() == -signal.SIGKILL
-        loader.stdout.close()
-        assert_checkpoint_readable(state)
-        rerun = run_ingest()
-        assert rerun.returncode == 0, rerun.stderr
-        assert_table_equals_source(database_url, data)  # and the coverage exact
+        kills += killed_then_rerun(run_ingest, database_url, state, data,
+                                   rng.uniform(0.0, full_run))
         compress_all(database_url)
     assert kills >= 2, "most kills should land while the loader runs"
