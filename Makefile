@@ -36,7 +36,7 @@ rules: stack-tools  ## the alert rules: promtool check rules, then their unit te
 test: lint db-server stack-tools docker-engine rules  ## lint, the alert rules, then the tests: a throwaway TimescaleDB, the stack in containers
 	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
-bench: setup db-server  ## loader vs psql \copy, side by side (10-15 min; BENCH_ARGS=--help)
+bench: setup db-server  ## loader vs psql \copy, side by side (30 min or more; BENCH_ARGS="--cases night,midhour" for some, --help)
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
 lint: setup  ## ruff on the Python, hadolint on the Dockerfiles

@@ -54,10 +54,11 @@ def _names(text: str) -> set[str]:
 
 
 def _numbers(text: str) -> set[int]:
-    try:
-        return {int(n) for n in _names(text)}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of whole numbers") from None
+    # ASCII digits only, as folder numbers are: int() would also take '١' as 1.
+    names = _names(text)
+    if not all(n.isascii() and n.isdigit() for n in names):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of whole numbers")
+    return {int(n) for n in names}
 
 
 class _Parser(argparse.ArgumentParser):

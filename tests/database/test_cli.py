@@ -72,6 +72,7 @@ def test_metrics_and_participants_limit_the_run(tmp_path, run_ingest, database_u
 @pytest.mark.parametrize("args, message", [
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--participants", "1,x"], "'1,x' is not a list of whole numbers"),
+    (["--participants", "\u0661"], "is not a list of whole numbers"),  # an Arabic-Indic 1
     (["--method", "fast"], "invalid choice: 'fast'"),
     (["--verify", "--full"], "--verify reads only"),
 ])
