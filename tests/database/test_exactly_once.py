@@ -112,6 +112,7 @@ def killed_then_rerun(run_ingest, database_url: str, state: Path, data: Path,
     return killed
 
 
+@pytest.mark.slow  # about 20 s: make test runs it, a plain pytest does not
 def test_random_kills_then_a_rerun_leave_every_row_exactly_once(tmp_path, run_ingest,
                                                                  database_url):
     trials = int(os.environ.get("KILL_TRIALS", "6"))
@@ -148,6 +149,7 @@ def grow_until(full: Path, data: Path, until: str) -> None:
             f.writelines(lines[have:want])
 
 
+@pytest.mark.slow  # about 10 s: make test runs it, a plain pytest does not
 def test_random_kills_during_nights_that_start_mid_hour_leave_every_row_exactly_once(
         tmp_path, run_ingest, database_url):
     """Each night's rows start at minute 37 of an hour that holds the last night's rows, so

@@ -70,6 +70,7 @@ def test_a_database_with_the_seeds_key_loads_deltas_and_verifies(tmp_path, run_i
     assert_table_equals_source(database_url, data)
 
 
+@pytest.mark.slow  # about 17 s: make test runs it, a plain pytest does not
 def test_the_documented_recipe_moves_a_database_to_the_new_key(tmp_path, run_ingest,
                                                                database_url):
     execute(database_url, OLD_SCHEMA)
