@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -96,13 +97,35 @@ def assert_checkpoint_readable(state: Path) -> None:
         json.loads(path.read_text())  # valid JSON, never half written
 
 
+class KillClock:
+    """When to kill: a random moment within the loader's expected run time.
+
+    The estimate starts from a timed run and shrinks to any run that ended before its kill,
+    so a noisy machine whose later runs are quicker still gets kills that land.
+    """
+
+    def __init__(self, seed: int, run_s: float) -> None:
+        self.rng = random.Random(seed)
+        self.run_s = run_s
+
+    def wait_s(self) -> float:
+        return self.rng.uniform(0.0, self.run_s * 0.9)
+
+    def ran(self, seconds: float) -> None:
+        self.run_s = min(self.run_s, seconds)
+
+
 def killed_then_rerun(run_ingest, database_url: str, state: Path, data: Path,
-                      wait_s: float) -> bool:
-    """Start the loader, SIGKILL it after ``wait_s``, run it again; the table must then
-    equal the source files. Whether the kill landed while the loader ran."""
+                      clock: KillClock) -> bool:
+    """Start the loader, SIGKILL it at a moment from ``clock``, run it again; the table must
+    then equal the source files. Whether the kill landed while the loader ran."""
+    started = time.monotonic()
     loader = run_ingest.popen()
-    time.sleep(wait_s)
-    loader.send_signal(signal.SIGKILL)
+    try:
+        loader.wait(timeout=clock.wait_s())
+        clock.ran(time.monotonic() - started)  # it ended before the kill
+    except subprocess.TimeoutExpired:
+        loader.send_signal(signal.SIGKILL)
     killed = loader.wait() == -signal.SIGKILL
     loader.stdout.close()
     assert_checkpoint_readable(state)
@@ -116,14 +139,15 @@ def killed_then_rerun(run_ingest, database_url: str, state: Path, data: Path,
 def test_random_kills_then_a_rerun_leave_every_row_exactly_once(tmp_path, run_ingest,
                                                                  database_url):
     trials = int(os.environ.get("KILL_TRIALS", "6"))
-    rng = random.Random(int(os.environ.get("KILL_SEED", "1")))
     data, state = tmp_path / DATA, tmp_path / "state"
     synth(data, "--days", "2")
     started = time.monotonic()
     assert run_ingest().returncode == 0
-    full_run = time.monotonic() - started
+    clock = KillClock(int(os.environ.get("KILL_SEED", "1")), time.monotonic() - started)
     kills = 0
-    for trial in range(trials):
+    for trial in range(2 * trials):  # a kill that came too late earns another trial
+        if kills == trials:
+            break
         # Vary what a kill interrupts: a first load, a daily delta, a light reset.
         if trial % 3 == 0:
             synth(data, "--append-days", "1")
@@ -131,8 +155,7 @@ def test_random_kills_then_a_rerun_leave_every_row_exactly_once(tmp_path, run_in
             (state / "last_run.json").unlink(missing_ok=True)
         else:  # a reset database under a kept checkpoint, for hr
             execute(database_url, "DELETE FROM raw_data WHERE metric = 'hr'")
-        kills += killed_then_rerun(run_ingest, database_url, state, data,
-                                   rng.uniform(0.0, full_run * 1.1))
+        kills += killed_then_rerun(run_ingest, database_url, state, data, clock)
     assert kills >= trials // 2, "most kills should land while the loader runs"
 
 
@@ -156,23 +179,25 @@ def test_random_kills_during_nights_that_start_mid_hour_leave_every_row_exactly_
     every file goes the direct way (the exact "stored from here on?" check); kills land
     in that COPY, in the coverage's recount or around the commit."""
     trials = int(os.environ.get("KILL_TRIALS", "6"))
-    rng = random.Random(int(os.environ.get("KILL_SEED", "2")))
     full, data, state = tmp_path / "full", tmp_path / DATA, tmp_path / "state"
     synth(full, "--days", "2")
+    # Up to twice the trials, a kill that came too late earns another night.
+    nights = 2 * trials
     cuts = [f"2024-01-{1 + h // 24:02d}T{h % 24:02d}:37:30"
-            for h in (48 * (i + 1) // (trials + 3) for i in range(trials + 2))]
+            for h in (48 * (i + 1) // (nights + 3) for i in range(nights + 2))]
     grow_until(full, data, cuts[0])
     assert run_ingest().returncode == 0
     grow_until(full, data, cuts[1])  # one night unkilled, to time a night
     started = time.monotonic()
     assert run_ingest().returncode == 0
-    night = time.monotonic() - started
+    clock = KillClock(int(os.environ.get("KILL_SEED", "2")), time.monotonic() - started)
     assert_table_equals_source(database_url, data)
     kills = 0
     for cut in cuts[2:]:
+        if kills == trials:
+            break
         grow_until(full, data, cut)
-        kills += killed_then_rerun(run_ingest, database_url, state, data,
-                                   rng.uniform(0.0, night * 1.1))
+        kills += killed_then_rerun(run_ingest, database_url, state, data, clock)
     assert kills >= trials // 2, "most kills should land while the loader runs"
 
 

@@ -4,7 +4,6 @@ into compressed chunks, a database made before them, and the Apache-only fallbac
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from test_db_init import drop_role, init_script, role_url
-from test_exactly_once import killed_then_rerun
+from test_exactly_once import KillClock, killed_then_rerun
 
 from helpers import DATA, REPO, execute, logged, open_database, query, synth
 from wearables_ingest import report, storage
@@ -341,14 +340,13 @@ def test_the_storage_line_without_compression_says_so_once():
 @pytest.mark.slow
 def test_kills_during_loads_into_compressed_chunks_lose_and_double_nothing(
         full_timescaledb, database_url, run_ingest, tmp_path):
-    rng = random.Random(15)
     data, state = tmp_path / DATA, tmp_path / "state"
     synth(data, "--days", "2")
     late = drop_hour(data / "hr.csv", "2024-01-01T05:")
     middle = drop_hour(data / "azm.csv", "2024-01-02T10:")
     started = time.monotonic()
     assert run_ingest().returncode == 0
-    full_run = time.monotonic() - started
+    clock = KillClock(15, time.monotonic() - started)
     compress_all(database_url)
     kills = 0
     for step in ("late rows", "rewritten file", "light reset", "light reset"):
@@ -361,7 +359,6 @@ def test_kills_during_loads_into_compressed_chunks_lose_and_double_nothing(
             (data / "azm.csv").write_text("".join(lines[:at] + middle + lines[at:]))
         else:
             (state / "last_run.json").unlink()
-        kills += killed_then_rerun(run_ingest, database_url, state, data,
-                                   rng.uniform(0.0, full_run))
+        kills += killed_then_rerun(run_ingest, database_url, state, data, clock)
         compress_all(database_url)
     assert kills >= 2, "most kills should land while the loader runs"
