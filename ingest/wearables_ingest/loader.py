@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wearables_ingest import checkpoint, database, rejects, reoffer, writer
+from wearables_ingest import checkpoint, database, plainrows, rejects, reoffer, writer
 from wearables_ingest.blocks import Block, Reject, read_blocks
-from wearables_ingest.copydata import from_block, from_rows, line_suffix
+from wearables_ingest.copydata import binary_rows, from_block, from_rows, line_suffix
 from wearables_ingest.database import Database
 from wearables_ingest.discovery import SourceFile, discover
 from wearables_ingest.errors import ConnectionLost, IngestError, RowsRefused, SourceError
@@ -135,11 +135,12 @@ class FileRows:
             self._hours.update(hours_of(chunk.ts))
         return chunk
 
-    def copy_data(self, parse_all: bool, count_hours: bool = False) -> Iterator[bytes]:
+    def copy_data(self, parse_all: bool, count_hours: bool = False,
+                  binary: bool = False) -> Iterator[bytes]:
         with self._file_errors():
-            yield from self._copy_data(parse_all, count_hours)
+            yield from self._copy_data(parse_all, count_hours, binary)
 
-    def _copy_data(self, parse_all: bool, count_hours: bool) -> Iterator[bytes]:
+    def _copy_data(self, parse_all: bool, count_hours: bool, binary: bool) -> Iterator[bytes]:
         suffix = line_suffix(self.participant, self.metric)
         naive_ok = self.opts.source_tz == "UTC"  # the session's time zone is UTC
         for block in self._blocks():
@@ -147,7 +148,9 @@ class FileRows:
                 continue
             span = (None if self.plan.last_ts is not None or parse_all
                     or self.plan.hours is not None else block.plain_span(naive_ok))
-            if span is not None:  # plain: the file's own bytes go to COPY
+            read = plainrows.read(block, naive_ok) if binary and span is not None else None
+            if span is not None and (read is not None or not binary):
+                # plain: the file's own bytes go to COPY, or their exact binary reading
                 self._saw(max(span))
                 if count_hours:
                     hours = block.utc_hours(naive_ok)
@@ -156,12 +159,14 @@ class FileRows:
                                                      self.source.path)[0].ts)
                     self._hours.update(hours)
                 self._copied += block.rows
-                yield from_block(block.data, suffix)
+                yield (binary_rows(*read, self.participant, self.metric) if read is not None
+                       else from_block(block.data, suffix))
             else:
                 chunk = self._parse(block)
                 if len(chunk):
                     self._copied += len(chunk)
-                    yield from_rows(chunk.ts, chunk.values, suffix)
+                    yield (binary_rows(chunk.ts, chunk.values, self.participant, self.metric)
+                           if binary else from_rows(chunk.ts, chunk.values, suffix))
 
     def _skip(self, block: Block, naive_ok: bool) -> bool:
         """Whether the plan's hours leave out every row of a plain block (none parsed)."""

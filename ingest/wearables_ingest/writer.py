@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,12 +35,12 @@ from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
-from wearables_ingest.copydata import COLUMNS
+from wearables_ingest.copydata import BINARY_HEADER, BINARY_TRAILER, COLUMNS
 from wearables_ingest.database import RECOUNT_HOURS, TABLE, Database, translated
 from wearables_ingest.errors import RowsRefused, SourceError
 
 STAGE = "raw_data_stage"
-COPY_INTO = sql.SQL("COPY {target} ({columns}) FROM STDIN (FORMAT csv)")
+COPY_INTO = sql.SQL("COPY {target} ({columns}) FROM STDIN (FORMAT {format})")
 CREATE_STAGE = sql.SQL(
     "CREATE TEMP TABLE {stage} (ts TIMESTAMPTZ, value DOUBLE PRECISION, participant INT, "
     "metric TEXT) ON COMMIT DROP").format(stage=sql.Identifier(STAGE))
@@ -73,9 +74,11 @@ class Rows(Protocol):
     participant: int
     metric: str
 
-    def copy_data(self, parse_all: bool, count_hours: bool = False) -> Iterable[bytes]:
+    def copy_data(self, parse_all: bool, count_hours: bool = False,
+                  binary: bool = False) -> Iterable[bytes]:
         """COPY data (copydata.py); ``parse_all``: every row parsed, none passed through;
-        ``count_hours``: count the rows per hour as they go, for ``hours()``."""
+        ``count_hours``: count the rows per hour as they go, for ``hours()``; ``binary``:
+        the rows in COPY's binary format (without its header and trailer)."""
 
     def parsed(self) -> Iterable[tuple[np.ndarray, np.ndarray]]:
         """Parsed rows in chunks: (ts as datetime64[us] UTC, values as float64, NaN = NULL)."""
@@ -101,7 +104,8 @@ class Strategy:
 
 
 def _copy_direct(cur: Cursor, rows: Rows, _batch: int) -> tuple[int, int]:
-    offered = _copy_in(cur, TABLE, rows.copy_data(parse_all=False, count_hours=True))
+    offered = _copy_in(cur, TABLE, rows.copy_data(parse_all=False, count_hours=True,
+                                                  binary=True), binary=True)
     _recount(cur, [(rows.participant, rows.metric, hour) for hour in rows.hours()])
     return offered, offered
 
@@ -208,7 +212,8 @@ def write_together(cur: Cursor, target: str, many: Sequence[Rows]) -> list[Writt
     try:
         with translated(target):
             _copy_in(cur, TABLE, (part for rows in many
-                                  for part in rows.copy_data(parse_all=False, count_hours=True)))
+                                  for part in rows.copy_data(parse_all=False, count_hours=True,
+                                                             binary=True)), binary=True)
             _recount(cur, [(rows.participant, rows.metric, hour) for rows in many
                            for hour in rows.hours()])
     except (RowsRefused, SourceError):
@@ -262,11 +267,12 @@ class _Feed:
             raise
 
 
-def _copy_in(cur: Cursor, target: str, data: Iterable[bytes]) -> int:
-    """COPY the data into ``target``; return the number of rows."""
-    feed = _Feed(data)
+def _copy_in(cur: Cursor, target: str, data: Iterable[bytes], binary: bool = False) -> int:
+    """COPY the data into ``target``, as CSV or in the binary format; return the rows."""
+    feed = _Feed(itertools.chain([BINARY_HEADER], data, [BINARY_TRAILER]) if binary else data)
     statement = COPY_INTO.format(target=sql.Identifier(target),
-                                 columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
+                                 columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
+                                 format=sql.SQL("binary" if binary else "csv"))
     try:
         # When the connection breaks mid-COPY, psycopg2 also prints a SystemError of its
         # own on stderr; the caller reports the error itself, in one line.
