@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print one JSON object instead of text, whatever happens")
     parser.add_argument("--method", choices=METHODS,
                         help="how rows are written (default: INGEST_METHOD, else copy): copy "
-                             "streams COPY, values sends batches of plain INSERT statements")
+                             "streams COPY, values sends INSERT ... VALUES batches")
     return parser
 
 

@@ -35,8 +35,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
                              "(replacing the one before)"),
     "PARTICIPANT_ID": ("", "participant of a data folder whose name carries no number "
                            "(a participant_NNN folder is participant NNN)"),
-    "INGEST_METHOD": ("copy", "how rows are written: copy (fast) or values (batches of plain "
-                              "INSERT statements)"),
+    "INGEST_METHOD": ("copy", "how rows are written: copy (fast) or values (INSERT ... VALUES)"),
     "INGEST_BATCH_ROWS": ("10000", "rows per INSERT statement of the values method"),
     "SOURCE_TZ": ("UTC", "time zone of timestamps written without a UTC offset"),
     "INGEST_SETTLE_SECONDS": ("300", "a file's last line without a line end is loaded only once "

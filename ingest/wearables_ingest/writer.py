@@ -16,8 +16,8 @@ more careful strategy gets the whole file again:
 3. the same with every row parsed here first: a row the server would refuse
    becomes a reject with its line number, and the rest loads.
 
-The ``values`` method is a chain of one: batches of parsed rows, each one plain
-``INSERT ... SELECT ... FROM unnest(...) ON CONFLICT DO NOTHING`` statement.
+The ``values`` method is a chain of one: ``INSERT ... VALUES ... ON CONFLICT
+DO NOTHING`` batches of parsed rows (execute_values).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import numpy as np
 import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import execute_values
 
 from wearables_ingest.copydata import BINARY_HEADER, BINARY_TRAILER, COLUMNS
 from wearables_ingest.database import RECOUNT_HOURS, TABLE, Database, translated
@@ -62,12 +63,9 @@ COUNT_NEW = sql.SQL(
     "(SELECT 1 FROM {table} r WHERE r.ts = s.ts AND r.participant = s.participant "
     "AND r.metric = s.metric)) FROM {stage} s").format(
         table=sql.Identifier(TABLE), stage=sql.Identifier(STAGE))
-# A batch's timestamps and values as two array parameters: the driver adapts a list in
-# C, where a VALUES list would be formatted row by row in Python.
 INSERT_VALUES = sql.SQL(_COUNTED).format(
-    insert=sql.SQL("INSERT INTO {table} (ts, participant, metric, value) "
-                   "SELECT t, %s, %s, v FROM unnest(%s::timestamptz[], %s::float8[]) "
-                   "AS u (t, v)").format(table=sql.Identifier(TABLE)))
+    insert=sql.SQL("INSERT INTO {table} (ts, participant, metric, value) VALUES %s").format(
+        table=sql.Identifier(TABLE)))
 
 
 class Rows(Protocol):
@@ -136,6 +134,11 @@ def _staged(parse_all: bool) -> Callable[[Cursor, Rows, int], tuple[int, int]]:
 
 
 def _values(cur: Cursor, rows: Rows, batch: int) -> tuple[int, int]:
+    # participant and metric are the same for every row: quote them once, as
+    # literals in the row template, and send only (ts, value) per row.
+    template = sql.SQL("({}, {}, {}, {})").format(
+        sql.Placeholder(), sql.Literal(rows.participant), sql.Literal(rows.metric),
+        sql.Placeholder()).as_string(cur)
     offered = inserted = 0
     touched = set()
     for ts, values in rows.parsed():
@@ -146,8 +149,10 @@ def _values(cur: Cursor, rows: Rows, batch: int) -> tuple[int, int]:
             nulls = np.isnan(part)
             vals = np.where(nulls, None, part).tolist() if nulls.any() else part.tolist()
             # One statement per batch, which answers how many rows it inserted, and where.
-            cur.execute(INSERT_VALUES, (rows.participant, rows.metric, stamps, vals))
-            count, hours = cur.fetchone()
+            (count, hours), = execute_values(cur, INSERT_VALUES,
+                                             list(zip(stamps, vals, strict=True)),
+                                             template=template, page_size=len(stamps),
+                                             fetch=True)
             offered += len(stamps)
             inserted += count
             touched.update(hours)
@@ -158,7 +163,7 @@ def _values(cur: Cursor, rows: Rows, batch: int) -> tuple[int, int]:
 DIRECT = Strategy("COPY into raw_data", _copy_direct)
 STAGED = Strategy("COPY through a staging table", _staged(parse_all=False))
 PARSED = Strategy("COPY of parsed rows through a staging table", _staged(parse_all=True))
-VALUES = Strategy("INSERT batches", _values)
+VALUES = Strategy("INSERT ... VALUES", _values)
 
 
 def chain(method: str, direct: bool) -> tuple[Strategy, ...]:
