@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -47,6 +48,25 @@ def fresh_database(admin_url: str) -> Iterator[str]:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.close()
+
+
+def loader_environment(cwd: Path, database_url: str, **env: str) -> dict[str, str]:
+    """The loader's environment as a user would give it: this one without PG* settings and
+    DATABASE_URL, then DATABASE_URL, DATA_DIR=<cwd>/data/participant_001,
+    CHECKPOINT_FILE=<cwd>/state/last_run.json; ``env`` overrides or adds."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PG") and k != "DATABASE_URL"}
+    base.update(DATABASE_URL=database_url, DATA_DIR=str(cwd / DATA),
+                CHECKPOINT_FILE=str(cwd / "state" / "last_run.json"))
+    base.update(env)
+    return base
+
+
+def run_loader(cwd: Path, database_url: str, *args: str,
+               **env: str) -> subprocess.CompletedProcess:
+    """Run ``python ingest/ingest.py`` in ``cwd`` against ``database_url`` (loader_environment)."""
+    return subprocess.run([sys.executable, str(INGEST), *args], cwd=cwd,
+                          env=loader_environment(cwd, database_url, **env), capture_output=True,
+                          text=True, timeout=600)
 
 
 def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
