@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg2
+import psycopg2.errors
 
 from wearables_ingest.database import Database
 
@@ -34,6 +35,10 @@ def with_dbname(url: str, dbname: str) -> str:
     return urlsplit(url)._replace(path=f"/{dbname}").geturl()
 
 
+def dbname(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
 @contextmanager
 def fresh_database(admin_url: str) -> Iterator[str]:
     """A new, empty database on the server, dropped afterwards; yields its URL."""
@@ -46,6 +51,53 @@ def fresh_database(admin_url: str) -> Iterator[str]:
         yield with_dbname(admin_url, name)
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+@contextmanager
+def as_template(admin_url: str, url: str) -> Iterator[str]:
+    """Freeze the database at ``url`` as a template for copy_database(); yields its name.
+
+    Loading data once and copying the database (a fraction of a second) is much cheaper
+    than loading it again for every test. While it is a template nobody may
+    connect to it: TimescaleDB's job scheduler, connected to every database with the
+    extension, would otherwise keep PostgreSQL from copying it. Afterwards it is an
+    ordinary database again (for fresh_database() to drop).
+    """
+    name = dbname(url)
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        yield name
+        with admin.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE false ALLOW_CONNECTIONS true')
+    finally:
+        admin.close()
+
+
+def copy_database(admin_url: str, template: str, url: str) -> None:
+    """Make the database at ``url`` (a test's own, from fresh_database()) a copy of
+    ``template`` (from as_template()): the database is made afresh under its name."""
+    name = dbname(url)
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                    return
+                except psycopg2.errors.ObjectInUse:  # a terminated backend not yet gone
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
     finally:
         admin.close()
 
