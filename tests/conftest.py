@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from helpers import INGEST, fresh_database, loader_environment, run_loader, synth
+from helpers import INGEST, fresh_database, loader_environment, run_loader, run_synth
 from wearables_ingest.devserver import ServerError, throwaway_server
 
 
@@ -87,7 +87,7 @@ def run_ingest(tmp_path: Path, database_url: str):
 def seed_data(tmp_path_factory) -> Path:
     """The default 30-day data set, generated once per session. Copy it before changing it."""
     out = tmp_path_factory.mktemp("seed") / "participant_001"
-    synth(out)
+    run_synth(out)
     return out
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -159,10 +162,38 @@ def table_counts(url: str) -> dict[str, int]:
     return dict(query(url, "SELECT metric, count(*) FROM raw_data GROUP BY metric"))
 
 
-def synth(out: Path, *args: str) -> None:
+def run_synth(out: Path, *args: str) -> None:
     """Run the generator as a user would."""
     subprocess.run([*SYNTH, "--out", str(out), *args], check=True,
                    capture_output=True)
+
+
+# New data sets already generated this session: arguments -> folder (see synth()).
+_generated: dict[tuple[str, ...], Path] = {}
+_GENERATED_OPTIONS = {"--days", "--start", "--seed"}
+
+
+def synth(out: Path, *args: str) -> None:
+    """The generator's files for ``args`` in ``out``, as run_synth() writes them.
+
+    A new data set (only --days, --start and --seed given; none of the metric files in
+    ``out`` yet) is generated once per session and copied from there: the generator's
+    files depend on its arguments alone (tests/unit/test_synth.py, which runs it every
+    time, checks that), and copying them takes milliseconds where generating them takes
+    most of a second. The copies are new files, written now, like the generator's.
+    Anything else (--append-days, --force, a folder that holds files) runs the generator.
+    """
+    new = (set(args[::2]) <= _GENERATED_OPTIONS and len(args) % 2 == 0
+           and not any((out / f"{metric}.csv").exists() for metric in SEED_COUNTS))
+    if not new:
+        run_synth(out, *args)
+        return
+    if args not in _generated:
+        folder = Path(tempfile.mkdtemp(prefix="wearables-synth-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        run_synth(folder / "data", *args)
+        _generated[args] = folder / "data"
+    shutil.copytree(_generated[args], out, copy_function=shutil.copyfile, dirs_exist_ok=True)
 
 
 def open_database(url: str) -> Database:
