@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from helpers import DATA, INGEST, fresh_database, synth
+from helpers import INGEST, fresh_database, loader_environment, run_loader, run_synth
 from wearables_ingest.devserver import ServerError, throwaway_server
 
 
@@ -69,22 +69,14 @@ def run_ingest(tmp_path: Path, database_url: str):
     Defaults: DATA_DIR=<tmp>/data/participant_001, CHECKPOINT_FILE=<tmp>/state/last_run.json;
     keyword arguments override or add environment variables.
     """
-    def environment(env: dict[str, str]) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith("PG") and k != "DATABASE_URL"}
-        base.update(DATABASE_URL=database_url, DATA_DIR=str(tmp_path / DATA),
-                    CHECKPOINT_FILE=str(tmp_path / "state" / "last_run.json"))
-        base.update(env)
-        return base
-
     def run(*args: str, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(INGEST), *args], cwd=tmp_path,
-                              env=environment(env), capture_output=True, text=True, timeout=600)
+        return run_loader(tmp_path, database_url, *args, **env)
 
     def popen(*args: str, stderr: bool = False, **env: str) -> subprocess.Popen:
         """Start the loader without waiting; its stdout (and stderr) are text pipes."""
         return subprocess.Popen([sys.executable, str(INGEST), *args], cwd=tmp_path,
-                                env=environment(env), stdout=subprocess.PIPE,
+                                env=loader_environment(tmp_path, database_url, **env),
+                                stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE if stderr else None, text=True)
 
     run.popen = popen
@@ -95,7 +87,7 @@ def run_ingest(tmp_path: Path, database_url: str):
 def seed_data(tmp_path_factory) -> Path:
     """The default 30-day data set, generated once per session. Copy it before changing it."""
     out = tmp_path_factory.mktemp("seed") / "participant_001"
-    synth(out)
+    run_synth(out)
     return out
 
 

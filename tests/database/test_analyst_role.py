@@ -16,7 +16,7 @@ import psycopg2.errors
 import pytest
 from test_db_init import INIT_SCRIPT, drop_role, init_script, role_url, scram_matches
 
-from helpers import REPO, execute, query
+from helpers import REPO, execute, fresh_database, query
 
 ANALYST_PASSWORD = "an@lyst pw'; DROP TABLE raw_data; -- \"$HOME\" `id` \\ :x %s"
 READABLE = ["raw_data", "ingest_coverage", "ingest_runs", "metric_expected",
@@ -44,19 +44,30 @@ def roles(admin_url: str) -> Iterator[tuple[str, str]]:
         drop_role(admin_url, name)
 
 
-@pytest.fixture
-def analyst(database_url: str, roles: tuple[str, str]) -> str:
-    """The analyst role, created by the init script, on a database holding a row everywhere."""
-    result = run_init(database_url, *roles)
-    assert result.returncode == 0, result.stderr
-    assert (result.stdout, result.stderr) == ("", "")  # quiet, and never the password
-    execute(database_url, "INSERT INTO raw_data VALUES ('2024-01-01T00:00:00Z', 1, 'hr', 60); "
-                          "INSERT INTO ingest_coverage VALUES (1, 'hr', '2024-01-01T00:00Z', 1); "
-                          "INSERT INTO ingest_runs (trigger, status) VALUES ('cron', 'ok')")
-    return roles[1]
+@pytest.fixture(scope="module")
+def analyst_database(admin_url: str) -> Iterator[tuple[str, str]]:
+    """(database URL, analyst role): the analyst role, created by the init script, on a
+    database holding a row everywhere.
+
+    One for the module: the tests that use it only read, or try what is refused and check
+    that nothing changed."""
+    tag = uuid.uuid4().hex[:10]
+    roles = (f"ingest_{tag}", f"analyst_{tag}")
+    with fresh_database(admin_url) as database_url:
+        result = run_init(database_url, *roles)
+        assert result.returncode == 0, result.stderr
+        assert (result.stdout, result.stderr) == ("", "")  # quiet, and never the password
+        execute(database_url,
+                "INSERT INTO raw_data VALUES ('2024-01-01T00:00:00Z', 1, 'hr', 60); "
+                "INSERT INTO ingest_coverage VALUES (1, 'hr', '2024-01-01T00:00Z', 1); "
+                "INSERT INTO ingest_runs (trigger, status) VALUES ('cron', 'ok')")
+        yield database_url, roles[1]
+        for name in roles:
+            drop_role(admin_url, name)
 
 
-def test_the_analyst_may_log_in_and_read_the_data_summary_runs_and_view(database_url, analyst):
+def test_the_analyst_may_log_in_and_read_the_data_summary_runs_and_view(analyst_database):
+    database_url, analyst = analyst_database
     [(superuser, createdb, createrole, replication, bypassrls, login, verifier)] = query(
         database_url, "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, "
                       "rolbypassrls, rolcanlogin, rolpassword FROM pg_authid WHERE rolname = %s",
@@ -123,7 +134,8 @@ def test_the_analyst_may_log_in_and_read_the_data_summary_runs_and_view(database
     "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
     "SELECT nextval('ingest_runs_run_id_seq')",
 ])
-def test_the_analyst_cannot_write_or_create_anything(database_url, analyst, statement):
+def test_the_analyst_cannot_write_or_create_anything(analyst_database, statement):
+    database_url, analyst = analyst_database
     [(chunk,)] = query(database_url, "SELECT format('%%I.%%I', chunk_schema, chunk_name) FROM "
                                      "timescaledb_information.chunks "
                                      "WHERE hypertable_name = 'raw_data'")

@@ -5,25 +5,28 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
 
-from helpers import REPO, execute, open_database, query, synth
+from helpers import REPO, execute, fresh_database, open_database, query, run_loader, synth
 from wearables_ingest.database import ensure_schema
 from wearables_ingest.read import read_rows
 from wearables_ingest.settings import load
 
 
-@pytest.fixture
-def loaded(tmp_path, run_ingest, database_url) -> str:
-    """Two participants' synthetic day, loaded."""
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def loaded(admin_url, tmp_path_factory) -> Iterator[str]:
+    """Two participants' synthetic day, loaded; once for the module: the tests only read."""
+    folder = tmp_path_factory.mktemp("read")
+    data = folder / "data"
     for participant in (1, 2):
         synth(data / f"participant_00{participant}", "--days", "1")
-    assert run_ingest(DATA_DIR=str(data)).returncode == 0
-    return database_url
+    with fresh_database(admin_url) as database_url:
+        assert run_loader(folder, database_url, DATA_DIR=str(data)).returncode == 0
+        yield database_url
 
 
 def test_read_rows_returns_exactly_the_stored_rows(loaded):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg2
@@ -17,7 +18,7 @@ import psycopg2.errors
 import pytest
 from test_db_init import drop_role, init_script, role_url
 
-from helpers import execute, open_database, query, with_dbname
+from helpers import execute, fresh_database, open_database, query, with_dbname
 from wearables_ingest import database
 from wearables_ingest.errors import DatabaseError
 
@@ -45,8 +46,10 @@ class Stack:
         return self.ingest if name == "ingest" else self.analyst
 
 
-@pytest.fixture
-def stack(database_url: str, admin_url: str) -> Iterator[Stack]:
+@contextmanager
+def stack_on(database_url: str, admin_url: str) -> Iterator[Stack]:
+    """The init script run on the database with two roles of its own (dropped afterwards),
+    and one row stored."""
     tag = uuid.uuid4().hex[:10]
     names = (f"ingest_{tag}", f"analyst_{tag}")
     result = init_script(database_url, INGEST_DB_PASSWORD=INGEST_PASSWORD,
@@ -57,6 +60,21 @@ def stack(database_url: str, admin_url: str) -> Iterator[Stack]:
     yield Stack(database_url, *names)
     for name in names:
         drop_role(admin_url, name)
+
+
+@pytest.fixture
+def stack(database_url: str, admin_url: str) -> Iterator[Stack]:
+    """The test's own stack: for a test that changes the database, its runs or grants."""
+    with stack_on(database_url, admin_url) as own:
+        yield own
+
+
+@pytest.fixture(scope="module")
+def shared_stack(admin_url: str) -> Iterator[Stack]:
+    """One stack for the module's tests that change nothing: each tries what must be
+    refused (and checks that nothing changed) or only reads."""
+    with fresh_database(admin_url) as url, stack_on(url, admin_url) as shared:
+        yield shared
 
 
 def refused(url: str, statement: str, params: tuple = ()) -> str:
@@ -78,7 +96,8 @@ ROLES = ["ingest", "analyst"]
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("other", ["postgres", "template1"])
-def test_neither_role_may_connect_to_postgres_or_a_template(stack, role, other):
+def test_neither_role_may_connect_to_postgres_or_a_template(shared_stack, role, other):
+    stack = shared_stack
     url = stack.as_role(role)
     assert query(url, "SELECT current_user")[0][0].startswith(role)  # its own database: yes
     with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
@@ -86,7 +105,9 @@ def test_neither_role_may_connect_to_postgres_or_a_template(stack, role, other):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_no_role_but_the_superuser_may_connect_or_create_temporary_tables_elsewhere(stack, role):
+def test_no_role_but_the_superuser_may_connect_or_create_temporary_tables_elsewhere(
+        shared_stack, role):
+    stack = shared_stack
     name = stack.ingest_role if role == "ingest" else stack.analyst_role
     for other in ("postgres", "template0", "template1"):
         assert query(stack.admin, "SELECT has_database_privilege(%s, %s, 'CONNECT'), "
@@ -96,7 +117,8 @@ def test_no_role_but_the_superuser_may_connect_or_create_temporary_tables_elsewh
     assert query(with_dbname(stack.admin, "postgres"), "SELECT 1") == [(1,)]
 
 
-def test_only_ingest_may_create_temporary_tables_in_the_stacks_database(stack):
+def test_only_ingest_may_create_temporary_tables_in_the_stacks_database(shared_stack):
+    stack = shared_stack
     execute(stack.ingest, "CREATE TEMPORARY TABLE staging (x int)")  # the copy method's
     refused(stack.analyst, "CREATE TEMPORARY TABLE mine (x int)")
 
@@ -116,13 +138,15 @@ LARGE_OBJECT_WRITES = [
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("statement", LARGE_OBJECT_WRITES)
-def test_neither_role_may_store_a_large_object(stack, role, statement):
+def test_neither_role_may_store_a_large_object(shared_stack, role, statement):
+    stack = shared_stack
     refused(stack.as_role(role), statement)
     assert query(stack.admin, "SELECT count(*) FROM pg_largeobject_metadata") == [(0,)]
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_no_large_object_function_is_executable_by_either_role(stack, role):
+def test_no_large_object_function_is_executable_by_either_role(shared_stack, role):
+    stack = shared_stack
     name = stack.ingest_role if role == "ingest" else stack.analyst_role
     assert query(stack.admin, "SELECT p.oid::regprocedure::text FROM pg_proc p "
                               "WHERE p.pronamespace = 'pg_catalog'::regnamespace "
@@ -194,7 +218,8 @@ def test_ingest_completes_only_a_running_run_it_started_and_only_once(stack):
         == [(crashed, "running", None), (mine, "failed", "one file failed")]
 
 
-def test_the_analyst_cannot_record_a_run(stack):
+def test_the_analyst_cannot_record_a_run(shared_stack):
+    stack = shared_stack
     refused(stack.analyst, "SELECT * FROM ingest_run_start('manual')")
     refused(stack.analyst, "SELECT ingest_run_end(1, 'k', 'ok', '{}', NULL)")
     assert query(stack.admin, "SELECT count(*) FROM ingest_runs") == [(0,)]
@@ -219,7 +244,8 @@ INTERNAL_CALLS = [
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("call", INTERNAL_CALLS)
-def test_neither_role_may_call_timescaledbs_internal_chunk_functions(stack, role, call):
+def test_neither_role_may_call_timescaledbs_internal_chunk_functions(shared_stack, role, call):
+    stack = shared_stack
     [(chunk,)] = query(stack.admin, "SELECT show_chunks('raw_data')::text")
     message = refused(stack.as_role(role), call.format(chunk=chunk))
     assert re.match(r"permission denied for (function|procedure) ", message), message
@@ -227,8 +253,9 @@ def test_neither_role_may_call_timescaledbs_internal_chunk_functions(stack, role
     assert query(stack.admin, "SELECT count(*) FROM raw_data") == [(1,)]
 
 
-def test_the_roles_still_read_timescaledbs_catalog_views(stack):
+def test_the_roles_still_read_timescaledbs_catalog_views(shared_stack):
     """What the loader and analysts query: the hypertable, its chunks, time_bucket."""
+    stack = shared_stack
     for url in (stack.ingest, stack.analyst):
         assert query(url, "SELECT count(*) FROM timescaledb_information.hypertables") == [(1,)]
         assert query(url, "SELECT count(*) FROM timescaledb_information.chunks") == [(1,)]
@@ -238,8 +265,7 @@ def test_the_roles_still_read_timescaledbs_catalog_views(stack):
 
 # --- TimescaleDB: jobs, policies and chunks -----------------------------------------------
 
-@pytest.fixture
-def full_timescaledb(stack: Stack) -> Stack:
+def set_up_timescaledb_jobs(stack: Stack) -> Stack:
     """The stack, with compression and a continuous aggregate set up by the owner.
 
     Skipped where the server has only TimescaleDB's Apache edition (none of these
@@ -260,6 +286,20 @@ def full_timescaledb(stack: Stack) -> Stack:
     finally:
         conn.close()
     return stack
+
+
+@pytest.fixture
+def full_timescaledb(stack: Stack) -> Stack:
+    """The test's own stack with TimescaleDB's jobs (set_up_timescaledb_jobs)."""
+    return set_up_timescaledb_jobs(stack)
+
+
+@pytest.fixture(scope="module")
+def shared_full_timescaledb(admin_url: str) -> Iterator[Stack]:
+    """One stack with TimescaleDB's jobs for the tests that change nothing (only refusals),
+    a stack of its own: the jobs' setup changes the database."""
+    with fresh_database(admin_url) as url, stack_on(url, admin_url) as shared:
+        yield set_up_timescaledb_jobs(shared)
 
 
 TIMESCALEDB_CALLS = [
@@ -287,8 +327,9 @@ TIMESCALEDB_CALLS = [
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("call", TIMESCALEDB_CALLS)
-def test_neither_role_may_schedule_jobs_change_policies_or_chunks(full_timescaledb, role, call):
-    stack = full_timescaledb
+def test_neither_role_may_schedule_jobs_change_policies_or_chunks(shared_full_timescaledb, role,
+                                                                  call):
+    stack = shared_full_timescaledb
     [(job,)] = query(stack.admin, "SELECT job_id FROM timescaledb_information.jobs "
                                   "WHERE proc_name = 'policy_retention'")
     [(chunk,)] = query(stack.admin, "SELECT show_chunks('raw_data')::text")
@@ -342,8 +383,9 @@ def test_running_the_script_again_takes_back_what_an_update_gave_public(full_tim
     "SET session_replication_role = replica",
     "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
 ])
-def test_neither_role_may_read_passwords_reach_server_files_or_extensions(stack, role,
+def test_neither_role_may_read_passwords_reach_server_files_or_extensions(shared_stack, role,
                                                                          statement):
+    stack = shared_stack
     refused(stack.as_role(role), statement)
 
 

@@ -8,7 +8,9 @@ raw_data (recount), so that they check the read side whatever keeps the summary.
 from __future__ import annotations
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,7 +18,16 @@ from urllib.parse import urlsplit
 import psycopg2.errors
 import pytest
 
-from helpers import execute, open_database, query, synth
+from helpers import (
+    as_template,
+    copy_database,
+    execute,
+    fresh_database,
+    open_database,
+    query,
+    run_loader,
+    synth,
+)
 from wearables_ingest import coverage
 
 DAYS = 3  # 2024-01-01 .. 2024-01-03
@@ -42,17 +53,34 @@ def drop_hours(csv: Path, prefix: str, hours: range) -> int:
     return len(lines) - len(kept)
 
 
-@pytest.fixture
-def study(tmp_path, run_ingest, database_url) -> Path:
-    """Two participants, three days; participant 2 has no hr from noon of 2024-01-02."""
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def loaded_study(admin_url, tmp_path_factory) -> Iterator[tuple[Path, str]]:
+    """The study below, loaded once: (the folder of its data/ and state/, a template database)."""
+    folder = tmp_path_factory.mktemp("study")
+    data = folder / "data"
     for participant in (1, 2):
         synth(data / f"participant_00{participant}", "--days", str(DAYS))
     assert drop_hours(data / "participant_002" / "hr.csv", "2024-01-02", range(12, 24)) == 43_200
-    loaded = run_ingest(DATA_DIR=str(data))
-    assert loaded.returncode == 0, loaded.stderr
-    recount(database_url)
-    return data
+    with fresh_database(admin_url) as url:
+        loaded = run_loader(folder, url, DATA_DIR=str(data))
+        assert loaded.returncode == 0, loaded.stderr
+        recount(url)
+        with as_template(admin_url, url) as template:
+            yield folder, template
+
+
+@pytest.fixture
+def study(loaded_study, admin_url, database_url, tmp_path) -> Path:
+    """Two participants, three days; participant 2 has no hr from noon of 2024-01-02.
+
+    Loaded once for the module: the test's database is a copy of that database and its
+    state folder (checkpoint, metrics file) a copy of the load's, so the test may change
+    either; the data folder is shared: read it only.
+    """
+    folder, template = loaded_study
+    copy_database(admin_url, template, database_url)
+    shutil.copytree(folder / "state", tmp_path / "state")
+    return folder / "data"
 
 
 def load(run_ingest, tmp_path: Path, days: str):

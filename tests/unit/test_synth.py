@@ -8,8 +8,7 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
-from helpers import SEED_COUNTS, SYNTH
-from helpers import synth as run_synth
+from helpers import SEED_COUNTS, SYNTH, run_synth
 from wearables_ingest import synth
 
 
