@@ -114,8 +114,9 @@ class FileRows:
             if self.opts.progress is not None:
                 self.opts.progress(self.source, block.rows, block.end.offset - start.offset, total)
 
-    def _parse(self, block: Block) -> Chunk:
-        fast = plainrows.read(block, naive_ok=self.opts.source_tz == "UTC")
+    def _parse(self, block: Block, tried_fast: bool = False) -> Chunk:
+        """The block's rows to offer; ``tried_fast``: plainrows.read already gave None."""
+        fast = None if tried_fast else plainrows.read(block, self.opts.source_tz == "UTC")
         if fast is not None:  # plain, and read exactly at numpy speed: no row to reject
             chunk = Chunk(*fast)
         else:
@@ -166,7 +167,7 @@ class FileRows:
                 yield (binary_rows(*read, self.participant, self.metric) if read is not None
                        else from_block(block.data, suffix))
             else:
-                chunk = self._parse(block)
+                chunk = self._parse(block, tried_fast=binary and span is not None)
                 if len(chunk):
                     self._copied += len(chunk)
                     yield (binary_rows(chunk.ts, chunk.values, self.participant, self.metric)
